@@ -1,0 +1,172 @@
+"""The embedded single-node Apache Kafka broker (KRaft, no ZooKeeper).
+
+Jars come from pom.xml (`make jars`); data lives under <home>/kafka and is
+formatted on first start. The controller listens on port + 1.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from scorestream.errors import UserError
+from scorestream.process import ManagedProcess
+from scorestream.settings import PROJECT_ROOT, StackSettings
+
+BROKER_PROPERTIES = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data_dir}
+# topics come from topics.yaml only: a misspelt name fails instead of appearing
+auto.create.topics.enable=false
+num.partitions=4
+# one broker: internal topics cannot replicate; few partitions start faster
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=8
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# consumers join at once instead of waiting for more members
+group.initial.rebalance.delay.ms=0
+"""
+
+LOG4J2_PROPERTIES = """\
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+"""
+
+
+def java_binary() -> str:
+    """The java of PATH, checked to be 17 or newer."""
+    java = shutil.which("java")
+    if java is None:
+        raise UserError("Java not found: install a JDK 17+ (apt-get install openjdk-17-jre-headless) and retry")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)', out)
+    if match is None or int(match.group(1)) < 17:
+        raise UserError(f"Kafka 4 needs Java 17+, found: {out.splitlines()[0] if out else 'unknown'}")
+    return java
+
+
+def ensure_jars(settings: StackSettings) -> Path:
+    """The broker's jar folder, fetched through Maven when missing."""
+    kafka_jars = settings.jars_dir / "kafka"
+    if any(kafka_jars.glob("kafka_2.13-*.jar")):
+        return kafka_jars
+    if shutil.which("mvn") is None:
+        raise UserError(f"Kafka jars missing in {kafka_jars} and Maven (mvn) not found: install maven and run `make jars`")
+    cmd = ["mvn", "--quiet", "--batch-mode", "-P", "kafka", "dependency:copy-dependencies",
+           f"-Djars.dir={settings.jars_dir}"]
+    done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if done.returncode != 0 or not any(kafka_jars.glob("kafka_2.13-*.jar")):
+        raise UserError(f"fetching the Kafka jars failed ({' '.join(cmd)}):\n{done.stdout[-2000:]}")
+    return kafka_jars
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def broker_answers(bootstrap: str, timeout_s: float = 1.0) -> bool:
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    try:  # a plain TCP probe first: librdkafka would log every refused connection
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError:
+        return False
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000), "log_level": 0})
+    try:
+        return bool(admin.list_topics(timeout=timeout_s).brokers)
+    except Exception:  # KafkaException while the broker is coming up
+        return False
+
+
+class Broker:
+    """Start, stop and look at the embedded broker."""
+
+    def __init__(self, settings: StackSettings):
+        self.settings = settings
+        self.process = ManagedProcess("kafka", settings.home)
+        self.dir = settings.home / "kafka"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.settings.kafka_port}"
+
+    def running(self) -> bool:
+        return self.process.pid() is not None
+
+    def start(self) -> float:
+        """Start and wait until the broker answers; returns the seconds it took."""
+        began = time.monotonic()
+        java = java_binary()
+        jars = ensure_jars(self.settings)
+        port = self.settings.kafka_port
+        for taken in (p for p in (port, port + 1) if not port_is_free(p)):
+            raise UserError(f"port {taken} on 127.0.0.1 is taken: stop what uses it, or pick another "
+                            f"port with --port / SCORESTREAM_KAFKA_PORT (the controller uses port + 1)")
+        props = self._write_config(port)
+        classpath = f"{jars}/*"
+        if not (self.dir / "data" / "meta.properties").exists():
+            self._format(java, classpath, props)
+        self.process.start([
+            java, f"-Xmx{self.settings.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+            "-cp", classpath, "kafka.Kafka", str(props),
+        ])
+        deadline = began + self.settings.ready_timeout_s
+        while not broker_answers(self.bootstrap):
+            if not self.running():
+                raise UserError(f"the Kafka broker exited during start; its log ({self.process.log_file}) ends:\n"
+                                f"{self.process.log_tail()}")
+            if time.monotonic() > deadline:
+                self.process.stop(timeout_s=5)
+                raise UserError(f"the Kafka broker did not answer on {self.bootstrap} within "
+                                f"{self.settings.ready_timeout_s:.0f}s; see {self.process.log_file}")
+            time.sleep(0.2)
+        return time.monotonic() - began
+
+    def stop(self) -> bool:
+        return self.process.stop(timeout_s=30)
+
+    def _write_config(self, port: int) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        props = self.dir / "server.properties"
+        props.write_text(BROKER_PROPERTIES.format(
+            port=port, controller_port=port + 1, data_dir=self.dir / "data"))
+        (self.dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        return props
+
+    def _format(self, java: str, classpath: str, props: Path) -> None:
+        cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+               "-t", base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode(), "-c", str(props)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise UserError(f"formatting the Kafka data folder failed: {done.stdout}{done.stderr}")

@@ -1,0 +1,95 @@
+"""Processes the embedded stack starts and stops: a pid file and a log file each.
+
+A pid file holds the pid and the process start time (from /proc), so a pid
+reused by an unrelated process after a reboot is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of pid, or None when it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    state, start = fields[0], fields[19]
+    return None if state in ("Z", "X") else start
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """One long-running process of the stack, known by a stable name (its stage id)."""
+
+    name: str
+    home: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid if the process we started is alive, else None."""
+        try:
+            pid_text, start = self.pid_file.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        return pid if _start_time(pid) == start else None
+
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start argv detached from the terminal, output appended to the log file."""
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True,
+            )
+        start = _start_time(proc.pid)
+        self.pid_file.write_text(f"{proc.pid} {start}\n")
+        return proc
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """SIGTERM, then SIGKILL after timeout_s. True if something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _start_time(pid) is not None and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
+        if _start_time(pid) is not None:
+            os.kill(pid, signal.SIGKILL)
+            while _start_time(pid) is not None and not _reap(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _reap(pid: int) -> bool:
+    """Collect our own child's exit status so it does not linger as a zombie."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return False

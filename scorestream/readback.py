@@ -1,0 +1,41 @@
+"""Reading a topic back: how many of a set of request ids arrived (demo, tests, bench)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import TopicPartition
+
+from scorestream import kafka
+
+
+def end_offsets(topic: str, bootstrap: str | None = None) -> dict[int, int]:
+    """High watermark of every partition of topic."""
+    c = kafka.consumer(f"scorestream-offsets-{uuid.uuid4().hex[:8]}", bootstrap)
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+    finally:
+        c.close()
+
+
+def read_keys(topic: str, start: dict[int, int], bootstrap: str | None = None, timeout_s: float = 30.0) -> list[bytes]:
+    """Keys of every record from `start` offsets up to the current end of each partition."""
+    stop = end_offsets(topic, bootstrap)
+    todo = {p for p in stop if stop[p] > start.get(p, 0)}
+    c = kafka.consumer(f"scorestream-readback-{uuid.uuid4().hex[:8]}", bootstrap)
+    c.assign([TopicPartition(topic, p, start.get(p, 0)) for p in todo])
+    keys: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while todo and time.monotonic() < deadline:
+            for msg in c.consume(10000, timeout=0.5):
+                if msg.error():
+                    continue
+                keys.append(msg.key())
+                if msg.offset() + 1 >= stop[msg.partition()]:
+                    todo.discard(msg.partition())
+    finally:
+        c.close()
+    return keys

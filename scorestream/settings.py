@@ -1,0 +1,52 @@
+"""Settings of the shared core, read from SCORESTREAM_* environment variables.
+
+One frozen class per concern; every CLI flag has an environment twin through
+click's auto_envvar_prefix, and these classes give the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_", frozen=True, extra="ignore")
+
+
+class StackSettings(_Settings):
+    """Where the embedded stack keeps its state and how it starts the broker."""
+
+    home: Path = PROJECT_ROOT / ".scorestream"
+    jars_dir: Path = PROJECT_ROOT / ".scorestream" / "jars"
+    kafka_port: int = 9092
+    kafka_heap: str = "1g"
+    ready_timeout_s: float = 60.0
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "stack.json"
+
+
+class KafkaSettings(_Settings):
+    """How clients reach Kafka and which topics they use."""
+
+    bootstrap_servers: str = ""
+    topic_prefix: str = ""
+    topics_file: Path = PROJECT_ROOT / "topics.yaml"
+
+    def bootstrap(self) -> str:
+        """The configured servers, else the embedded broker's, else localhost:9092."""
+        if self.bootstrap_servers:
+            return self.bootstrap_servers
+        stack = StackSettings()
+        if stack.state_file.exists():
+            try:
+                return json.loads(stack.state_file.read_text())["bootstrap"]
+            except (ValueError, KeyError):
+                pass
+        return f"127.0.0.1:{stack.kafka_port}"
