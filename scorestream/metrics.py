@@ -1,0 +1,20 @@
+"""Prometheus conventions shared by every part.
+
+Base units (seconds), counters end in _total, labels are few (stage, model,
+version), and the SLA of 100 ms is a bucket edge so "answered within the SLA"
+is read straight off a histogram.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, start_http_server
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+DEAD_LETTERED = Counter("scorestream_dead_lettered_total", "Records sent to the dead-letter topic", ["stage"])
+
+
+def serve(port: int | None) -> None:
+    """Expose /metrics on 127.0.0.1:port (no-op when port is None or 0)."""
+    if port:
+        start_http_server(port, addr="127.0.0.1")
