@@ -7,6 +7,7 @@ a namespace of their own.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,7 +137,17 @@ def apply(admin: AdminClient, registry: TopicRegistry, timeout_s: float = 30) ->
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):  # a concurrent apply created it: fine
                 raise UserError(f"topics apply failed on {what}: {exc.args[0].str()}") from exc
+    _wait_until_applied(admin, registry, timeout_s)
     return todo
+
+
+def _wait_until_applied(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> None:
+    """The controller acknowledges a change before the broker's metadata and configs show it: wait for that."""
+    deadline = time.monotonic() + timeout_s
+    while not (left := plan(admin, registry, timeout_s)).empty:
+        if time.monotonic() > deadline:
+            raise UserError("topics changed but not yet visible: " + "; ".join(left.lines()))
+        time.sleep(0.1)
 
 
 def _current_configs(admin: AdminClient, topics: list[Topic], timeout_s: float) -> dict[str, dict[str, str]]:
