@@ -1,0 +1,91 @@
+"""The per-request state machine of the rendezvous, without Flink.
+
+The Flink job keeps one `RequestState` per request id and turns what these
+functions return into Flink calls: results to emit, timers to register, state
+to clear. Times are epoch milliseconds; a request's clock starts at its `ts`.
+
+>>> from rendezvous.policy import Arm, Policy
+>>> policy = Policy(3, 100, (Arm("m@1"),), (), 0.5)
+>>> state = RequestState()
+>>> step = on_request(state, "r1", ts=1000, preferred="m@1", policy=policy, now=1002)
+>>> step.timers                     # the SLA deadline, then the end of the grace period
+(1100, 61100)
+>>> on_score(state, "r1", "m@1", 0.9, policy, now=1010).result.rule
+'preferred'
+>>> on_score(state, "r1", "m@1", 0.9, policy, now=1020).event
+'late_score'
+>>> on_timer(state, "r1", policy, now=61100).clear
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rendezvous.policy import Policy
+from rendezvous.selection import canary_comparison, decide
+from scorestream.contract import Result
+
+GRACE_MS = 60_000       # keep an answered request this long to recognise late and duplicate scores
+
+
+@dataclass
+class RequestState:
+    ts: int | None = None              # None until the request itself is seen
+    preferred: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    answered: bool = False
+    first_seen: float | None = None    # when anything of this request arrived (clean-up of orphans)
+
+
+@dataclass(frozen=True)
+class Step:
+    result: Result | None = None
+    timers: tuple[int, ...] = ()
+    clear: bool = False
+    event: str | None = None           # a counter to raise: duplicate_request, duplicate_score, late_score, orphan_scores
+
+
+def on_request(state: RequestState, request_id: str, ts: int, preferred: str, policy: Policy, now: float) -> Step:
+    if state.ts is not None:
+        return Step(event="duplicate_request")
+    state.ts, state.preferred = ts, preferred
+    state.first_seen = state.first_seen or now
+    timers = tuple(int(ts + d) for d in policy.deadlines_ms) + (int(ts + policy.sla_ms + GRACE_MS),)
+    return Step(result=_try_answer(state, request_id, policy, now), timers=timers)
+
+
+def on_score(state: RequestState, request_id: str, model: str, score: float, policy: Policy, now: float) -> Step:
+    if state.answered:
+        return Step(event="late_score")
+    if model in state.scores:
+        return Step(event="duplicate_score")
+    state.scores[model] = score
+    if state.ts is None:                       # the score overtook its request, or no request will come
+        if state.first_seen is None:
+            state.first_seen = now
+            return Step(timers=(int(now + policy.sla_ms + GRACE_MS),))
+        return Step()
+    return Step(result=_try_answer(state, request_id, policy, now))
+
+
+def on_timer(state: RequestState, request_id: str, policy: Policy, now: float) -> Step:
+    if state.ts is None:
+        return Step(clear=True, event="orphan_scores") if state.first_seen is not None else Step(clear=True)
+    if now >= state.ts + policy.sla_ms + GRACE_MS:
+        return Step(clear=True)
+    return Step(result=_try_answer(state, request_id, policy, now))
+
+
+def _try_answer(state: RequestState, request_id: str, policy: Policy, now: float) -> Result | None:
+    if state.answered:
+        return None
+    answer = decide(policy, state.preferred, now - state.ts, state.scores)
+    if answer is None:
+        return None
+    state.answered = True
+    name, version = answer.model.split("@") if answer.model else (None, None)
+    return Result(request_id=request_id, score=answer.score, model=name,
+                  version=int(version) if version else None, rule=answer.rule,
+                  latency_ms=round(now - state.ts, 3), candidates=dict(state.scores),
+                  canary=canary_comparison(policy, answer, state.scores), policy_version=policy.version)
