@@ -31,6 +31,7 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 \b
 Everyone:  up, down, status, demo
 Producers: publish
+Models:    worker
 Ops:       topics apply
 """
 
@@ -193,6 +194,16 @@ class _progress:
     def __exit__(self, *exc):
         self.bar.update(self.task, completed=self.bar.tasks[0].total)
         self.bar.stop()
+
+
+def _add_parts() -> None:
+    """Verbs of the parts outside the core, each in its own folder."""
+    from models.cli import worker
+
+    cli.add_command(worker)
+
+
+_add_parts()
 
 
 def main() -> None:
