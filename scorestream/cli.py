@@ -21,7 +21,7 @@ from scorestream import kafka, stack, topics
 from scorestream.errors import UserError
 from scorestream.publish import PublishReport, lines_to_requests, publish, synthetic_requests
 from scorestream.readback import end_offsets, read_keys
-from scorestream.settings import StackSettings
+from scorestream.settings import KafkaSettings, StackSettings
 
 out = Console()
 err = Console(stderr=True)
@@ -172,6 +172,28 @@ def demo(port: int | None, count: int, rate: float) -> None:
     out.print("the broker keeps running: `scorestream status`, `scorestream down`")
     if ours != count:
         raise UserError(f"{count - ours} requests did not arrive")
+
+
+@cli.command("job", hidden=True)
+@click.argument("name", type=click.Choice(["extract", "rendezvous"]))
+@click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Rendezvous policy file. [default: rendezvous/policy.yaml]")
+@click.option("--metrics-port", type=int, default=0, help="Serve the job's /metrics here; 0: off.")
+def job(name: str, policy_path: Path | None, metrics_port: int) -> None:
+    """Run a Flink job of the stack in a local mini cluster (what `up` starts)."""
+    from rendezvous.policy import DEFAULT_PATH, Policy
+    from scorestream import flink
+    from models.registry import list_models
+
+    policy = Policy.load(policy_path or DEFAULT_PATH, known_models=set(list_models()))
+    registry = topics.TopicRegistry.load()
+    bootstrap = KafkaSettings().bootstrap()
+    if name == "extract":
+        from extractors.job import build
+        flink.run_job("extract", lambda env: build(env, registry, bootstrap, policy.extractor))
+    else:
+        from rendezvous.job import build
+        flink.run_job("rendezvous", lambda env: build(env, registry, bootstrap, policy, metrics_port))
 
 
 def _topic_name(topic: str) -> str:

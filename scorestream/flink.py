@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 from scorestream.errors import UserError
-from scorestream.settings import PROJECT_ROOT, StackSettings
+from pydantic_settings import SettingsConfigDict
+
+from scorestream.settings import PROJECT_ROOT, StackSettings, _Settings
 
 
 def connector_jar(settings: StackSettings | None = None) -> Path:
@@ -34,6 +36,9 @@ def _python_path() -> str:
 def environment(config: dict[str, str] | None = None, parallelism: int = 1):
     """A StreamExecutionEnvironment in thread mode with the Kafka connector on the classpath."""
     os.environ["PYTHONPATH"] = _python_path()   # read by the JVM that pyflink starts next
+    log_dir = StackSettings().home / "logs" / "flink"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))   # default is inside site-packages
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
@@ -43,6 +48,8 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1):
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "pipeline.jars": connector_jar().as_uri(),
+        "rest.port": "0",                                # several local jobs side by side
+        "classloader.check-leaked-classloader": "false",  # the Kafka admin thread outlives a bounded job
     } | (config or {})
     for key, value in settings.items():
         conf.set_string(key, str(value))
@@ -69,3 +76,48 @@ def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str 
     if bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
     return builder.build()
+
+
+def kafka_sink(topic: str, bootstrap: str, linger_ms: int = 1):
+    """A KafkaSink of value strings, at-least-once (flushed on every checkpoint)."""
+    from pyflink.common.serialization import SimpleStringSchema
+    from pyflink.datastream.connectors.base import DeliveryGuarantee
+    from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
+
+    serializer = (KafkaRecordSerializationSchema.builder().set_topic(topic)
+                  .set_value_serialization_schema(SimpleStringSchema()).build())
+    return (KafkaSink.builder().set_bootstrap_servers(bootstrap).set_record_serializer(serializer)
+            .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+            .set_property("linger.ms", str(linger_ms)).build())
+
+
+class JobSettings(_Settings):
+    """Latency knobs of the Flink jobs (SCORESTREAM_FLINK_*); the defaults are measured, see docs/benchmarks.md."""
+
+    model_config = SettingsConfigDict(env_prefix="SCORESTREAM_FLINK_", frozen=True, extra="ignore")
+    buffer_timeout_ms: int = 1            # Flink's default of 100 ms would eat the SLA
+    bundle_size: int = 20                 # Python records per bundle
+    bundle_time_ms: int = 2               # longest a record waits in a bundle
+    checkpoint_interval_ms: int = 2000    # source offsets are committed on checkpoints
+
+    def config(self) -> dict[str, str]:
+        return {"python.fn-execution.bundle.size": str(self.bundle_size),
+                "python.fn-execution.bundle.time": str(self.bundle_time_ms),
+                "execution.checkpointing.interval": f"{self.checkpoint_interval_ms} ms"}
+
+
+def job_environment(settings: JobSettings | None = None, config: dict[str, str] | None = None):
+    """The environment of a long-running scorestream job: latency settings applied."""
+    settings = settings or JobSettings()
+    env = environment(settings.config() | (config or {}))
+    env.set_buffer_timeout(settings.buffer_timeout_ms)
+    return env
+
+
+def run_job(name: str, build, settings: JobSettings | None = None) -> None:
+    """Build a job on a fresh environment and run it until cancelled or the process is stopped."""
+    env = job_environment(settings)
+    build(env)
+    client = env.execute_async(name)
+    print(f"{name}: job {client.get_job_id()} submitted", flush=True)
+    client.get_job_execution_result().result()

@@ -144,10 +144,15 @@ def apply(admin: AdminClient, registry: TopicRegistry, timeout_s: float = 30) ->
 def _wait_until_applied(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> None:
     """The controller acknowledges a change before the broker's metadata and configs show it: wait for that."""
     deadline = time.monotonic() + timeout_s
-    while not (left := plan(admin, registry, timeout_s)).empty:
+    while not (left := plan(admin, registry, timeout_s)).empty or not _leaders_elected(admin, registry, timeout_s):
         if time.monotonic() > deadline:
             raise UserError("topics changed but not yet visible: " + "; ".join(left.lines()))
         time.sleep(0.1)
+
+
+def _leaders_elected(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> bool:
+    meta = admin.list_topics(timeout=timeout_s).topics
+    return all(p.leader >= 0 and not p.error for t in registry for p in meta[t.name].partitions.values())
 
 
 def _current_configs(admin: AdminClient, topics: list[Topic], timeout_s: float) -> dict[str, dict[str, str]]:

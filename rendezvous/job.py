@@ -1,0 +1,136 @@
+"""The rendezvous job (Flink): requests + scores keyed by request id, the policy broadcast.
+
+A thin shell over rendezvous.core: Flink holds the per-request state and the
+processing-time timers; core decides. Exactly one result per request.
+Operator uids are stable (`rendezvous.*`): savepoints restore by them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from pyflink.common import Types, WatermarkStrategy
+from pyflink.datastream.functions import FlatMapFunction, KeyedBroadcastProcessFunction
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+
+from rendezvous import core
+from rendezvous.bandit import Bandit
+from rendezvous.policy import Policy, PolicyError
+from scorestream import flink
+from scorestream.topics import TopicRegistry
+
+log = logging.getLogger(__name__)
+POLICY_STATE = MapStateDescriptor("policy", Types.STRING(), Types.STRING())
+EVENT = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.DOUBLE()])
+
+
+class ToEvent(FlatMapFunction):
+    """JSON request or score -> (kind, request_id, ts, model, score); what does not parse is counted."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def flat_map(self, value: str):
+        try:
+            doc = orjson.loads(value)
+            if self.kind == "request":
+                yield ("request", str(doc["request_id"]), int(doc["ts"]), "", 0.0)
+            else:
+                yield ("score", str(doc["request_id"]), 0, f"{doc['model']}@{doc['version']}", float(doc["score"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            from rendezvous.metrics import EVENTS     # the extract job and workers dead-letter these
+            EVENTS.labels(event=f"malformed_{self.kind}").inc()
+
+
+class Rendezvous(KeyedBroadcastProcessFunction):
+    def __init__(self, policy: dict, metrics_port: int):
+        self.initial_policy, self.metrics_port = policy, metrics_port
+
+    def open(self, runtime_context) -> None:
+        from rendezvous import metrics
+        from scorestream.metrics import serve
+        self.metrics = metrics
+        serve(self.metrics_port)
+        self.state = runtime_context.get_state(ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))
+        self.bandit = Bandit()
+        self.policy_json, self.policy = None, Policy.from_dict(self.initial_policy)
+        metrics.POLICY_VERSION.set(self.policy.version)
+
+    def _current_policy(self, ctx) -> Policy:
+        doc = ctx.get_broadcast_state(POLICY_STATE).get("rendezvous")
+        if doc is not None and doc != self.policy_json:
+            self.policy_json, self.policy = doc, Policy.from_dict(orjson.loads(doc))
+            self.metrics.POLICY_VERSION.set(self.policy.version)
+        return self.policy
+
+    def process_element(self, value, ctx):
+        kind, request_id, ts, model, score = value
+        policy = self._current_policy(ctx)
+        now = ctx.timer_service().current_processing_time()
+        state = self.state.value()
+        if state is None:
+            state = core.RequestState()
+            self.metrics.LIVE_REQUESTS.inc()
+        if kind == "request":
+            step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now)
+        else:
+            step = core.on_score(state, request_id, model, score, policy, now)
+        yield from self._apply(step, state, ctx)
+
+    def on_timer(self, timestamp, ctx):
+        state = self.state.value()
+        if state is None:
+            return
+        step = core.on_timer(state, ctx.get_current_key(), self._current_policy(ctx), timestamp)
+        yield from self._apply(step, state, ctx)
+
+    def process_broadcast_element(self, value, ctx):
+        """A control record: a policy document replaces the policy in force (validated first)."""
+        try:
+            doc = orjson.loads(value)
+            if doc.get("kind") != "policy" or doc.get("name") != "rendezvous":
+                return
+            policy = Policy.from_dict(doc["body"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, PolicyError) as exc:
+            log.error("rendezvous: control record ignored: %s", exc)
+            return
+        log.info("rendezvous: policy version %s in force", policy.version)
+        ctx.get_broadcast_state(POLICY_STATE).put("rendezvous", orjson.dumps(policy.to_dict()).decode())
+
+    def _apply(self, step: core.Step, state: core.RequestState, ctx):
+        for t in step.timers:
+            ctx.timer_service().register_processing_time_timer(t)
+        if step.event:
+            self.metrics.EVENTS.labels(event=step.event).inc()
+        if step.clear:
+            self.state.clear()
+            self.metrics.LIVE_REQUESTS.dec()
+        else:
+            self.state.update(state)
+        if step.result:
+            r = step.result
+            self.metrics.ANSWERS.labels(rule=r.rule, model=f"{r.model}@{r.version}" if r.model else "default").inc()
+            self.metrics.LATENCY.observe(r.latency_ms / 1000.0)
+            if r.canary:
+                self.metrics.CANARY_DELTA.observe(r.canary["delta"])
+            yield r.to_json().decode()
+
+
+def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_port: int = 0) -> None:
+    group = "scorestream.rendezvous"
+    no_wm = WatermarkStrategy.no_watermarks()
+    requests = (env.from_source(flink.kafka_source(registry.name("requests"), group, bootstrap), no_wm, "requests")
+                .uid("rendezvous.source.requests")
+                .flat_map(ToEvent("request"), output_type=EVENT).uid("rendezvous.parse.requests"))
+    scores = (env.from_source(flink.kafka_source(registry.name("scores"), group, bootstrap), no_wm, "scores")
+              .uid("rendezvous.source.scores")
+              .flat_map(ToEvent("score"), output_type=EVENT).uid("rendezvous.parse.scores"))
+    control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
+                                                  start="earliest"), no_wm, "control")
+               .uid("rendezvous.source.control"))
+    (requests.union(scores).key_by(lambda e: e[1], key_type=Types.STRING())
+        .connect(control.broadcast(POLICY_STATE))
+        .process(Rendezvous(policy.to_dict(), metrics_port), output_type=Types.STRING())
+        .uid("rendezvous").name("rendezvous")
+        .sink_to(flink.kafka_sink(registry.name("results"), bootstrap)).uid("rendezvous.sink"))

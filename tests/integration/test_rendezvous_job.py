@@ -1,0 +1,145 @@
+"""The rendezvous job on real Flink and the real broker: one answer per request, the cascade, the default."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+import orjson
+import pytest
+
+from scorestream import kafka
+from scorestream.contract import Control, Request, Result, Score
+
+POLICY = """\
+version: 4
+sla_ms: 300
+canary: fraud_lr@1
+arms:
+  - model: fraud_xgb@3
+fallback:
+  - after_ms: 100
+    use: [fraud_xgb@2]
+  - after_ms: 200
+    use: [fraud_lr@1]
+default: {score: -1.0}
+"""
+
+
+def score(request_id: str, ref: str, value: float) -> Score:
+    name, version = ref.split("@")
+    return Score(request_id, name, int(version), "canary" if name == "fraud_lr" else "candidate", value,
+                 "test", time.time() * 1000, time.time() * 1000, "txn@1")
+
+
+class Harness:
+    def __init__(self, registry, bootstrap):
+        self.registry, self.bootstrap = registry, bootstrap
+        self.producer = kafka.producer(bootstrap)
+
+    def request(self, request_id: str) -> None:
+        r = Request(request_id, int(time.time() * 1000), {"amount": 1.0})
+        kafka.produce(self.producer, self.registry.name("requests"), r.to_record())
+        self.producer.flush(10)
+
+    def score(self, request_id: str, ref: str, value: float) -> None:
+        kafka.produce(self.producer, self.registry.name("scores"), score(request_id, ref, value).to_record())
+        self.producer.flush(10)
+
+    def results(self, want: set[str], timeout_s: float = 30) -> list[Result]:
+        """Every result of the topic for the wanted ids, waiting until all arrived (then a little longer)."""
+        consumer = kafka.consumer(f"test-{uuid.uuid4().hex[:6]}", self.bootstrap)
+        consumer.subscribe([self.registry.name("results")])
+        found: list[Result] = []
+        deadline = time.monotonic() + timeout_s
+        settle = None
+        while time.monotonic() < deadline and (settle is None or time.monotonic() < settle):
+            for msg in consumer.consume(1000, timeout=0.2):
+                if not msg.error():
+                    r = Result.from_json(msg.value())
+                    if r.request_id in want:
+                        found.append(r)
+            if settle is None and {r.request_id for r in found} >= want:
+                settle = time.monotonic() + 1.0      # would a second answer come? wait and see
+        consumer.close()
+        return found
+
+
+@pytest.fixture(scope="module")
+def rendezvous(tmp_path_factory, broker):
+    """The rendezvous job as `up` runs it, on topics of this module's own."""
+    from scorestream import topics
+    prefix = f"rdv{uuid.uuid4().hex[:8]}."
+    registry = topics.TopicRegistry.load(prefix=prefix)
+    topics.apply(kafka.admin(broker.bootstrap), registry)
+    policy = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    policy.write_text(POLICY)
+    import os
+    env = os.environ | {"SCORESTREAM_TOPIC_PREFIX": prefix}
+    log = open(policy.parent / "job.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "scorestream.cli", "job", "rendezvous", "--policy", str(policy)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    harness = Harness(registry, broker.bootstrap)
+    harness.request("warmup")
+    harness.score("warmup", "fraud_xgb@3", 0.5)
+    assert harness.results({"warmup"}, timeout_s=90), (policy.parent / "job.log").read_text()[-3000:]
+    yield harness
+    proc.terminate()
+    proc.wait(30)
+
+
+def test_preferred_fallback_canary_and_default(rendezvous):
+    h = rendezvous
+    tag = uuid.uuid4().hex[:6]
+    ids = {k: f"{tag}-{k}" for k in ("preferred", "fallback", "canary_only", "nothing")}
+    for rid in ids.values():
+        h.request(rid)
+    h.score(ids["preferred"], "fraud_lr@1", 0.2)
+    h.score(ids["preferred"], "fraud_xgb@3", 0.9)
+    h.score(ids["fallback"], "fraud_xgb@2", 0.4)
+    h.score(ids["canary_only"], "fraud_lr@1", 0.1)
+    results = {r.request_id: r for r in h.results(set(ids.values()))}
+    assert len(results) == 4
+    preferred = results[ids["preferred"]]
+    assert (preferred.model, preferred.version, preferred.rule, preferred.score) == ("fraud_xgb", 3, "preferred", 0.9)
+    assert preferred.canary == {"score": 0.2, "delta": pytest.approx(0.7)}
+    assert preferred.policy_version == 4
+    assert results[ids["fallback"]].rule == "fallback@100ms" and results[ids["fallback"]].latency_ms >= 100
+    assert results[ids["canary_only"]].rule == "fallback@200ms" and results[ids["canary_only"]].model == "fraud_lr"
+    default = results[ids["nothing"]]
+    assert (default.rule, default.score, default.model) == ("default", -1.0, None)
+    assert 300 <= default.latency_ms < 300 + 200
+
+
+def test_exactly_one_answer_despite_duplicates_and_late_scores(rendezvous):
+    h = rendezvous
+    ids = [f"dup-{uuid.uuid4().hex[:6]}-{i}" for i in range(20)]
+    for rid in ids:
+        h.request(rid)
+        h.score(rid, "fraud_xgb@3", 0.3)
+        h.score(rid, "fraud_xgb@3", 0.3)          # duplicate score
+        h.request(rid)                            # duplicate request
+        h.score(rid, "fraud_xgb@2", 0.6)          # late
+    h.score("never-requested", "fraud_xgb@3", 0.1)
+    results = h.results(set(ids) | {"never-requested"})
+    assert sorted(r.request_id for r in results) == sorted(ids)
+
+
+def test_new_policy_takes_effect_without_restart(rendezvous):
+    h = rendezvous
+    doc = orjson.loads(orjson.dumps(__import__("yaml").safe_load(POLICY)))
+    doc["version"], doc["default"] = 5, {"score": -2.0}
+    control = Control("policy", "rendezvous", doc, int(time.time() * 1000))
+    kafka.produce(h.producer, h.registry.name("control"), control.to_record())
+    h.producer.flush(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rid = f"policy-{uuid.uuid4().hex[:6]}"
+        h.request(rid)
+        (result,) = h.results({rid})
+        if result.policy_version == 5:
+            assert result.score == -2.0
+            return
+    pytest.fail("policy version 5 never took effect")
