@@ -7,32 +7,27 @@ SCORESTREAM_KAFKA_PORT, SCORESTREAM_HOME and SCORESTREAM_TOPIC_PREFIX.
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from scorestream import kafka, stack, topics
+from scorestream.console import err, out, progress
 from scorestream.errors import UserError
 from scorestream.publish import PublishReport, lines_to_requests, publish, synthetic_requests
-from scorestream.readback import end_offsets, read_keys
 from scorestream.settings import KafkaSettings, StackSettings
 
-out = Console()
-err = Console(stderr=True)
 
 HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architecture.
 
 \b
-Everyone:  up, down, status, demo
-Producers: publish
+Everyone:  up, down, status, demo, bench
+Producers: publish, results
 Models:    worker
-Ops:       topics apply
+Ops:       promote, topics apply, topics list
 """
 
 
@@ -51,19 +46,37 @@ def _stack_settings(port: int | None) -> StackSettings:
     return StackSettings(kafka_port=port) if port else StackSettings()
 
 
+def _policy_option(f):
+    return click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        default=None, help="Rendezvous policy file. [default: rendezvous/policy.yaml]")(f)
+
+
 @cli.command()
 @_port_option
-def up(port: int | None) -> None:
-    """Start the embedded system: a Kafka broker (KRaft) and the topics of topics.yaml."""
-    settings = _stack_settings(port)
-    with err.status("starting the Kafka broker ..."):
-        broker, seconds, plan = stack.up(settings)
+@_policy_option
+@click.option("--broker-only", is_flag=True, help="Only the Kafka broker and the topics.")
+def up(port: int | None, policy_path: Path | None, broker_only: bool) -> None:
+    """Start the embedded system; returns when every part runs. Harmless when running.
+
+    A Kafka broker (KRaft) on 127.0.0.1, the topics of topics.yaml, the Flink
+    extract and rendezvous jobs, the decoy, and one worker per model the
+    policy names (the canary among them).
+    """
+    bring_up(_stack_settings(port), policy_path, broker_only)
+
+
+def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_only: bool = False):
+    with err.status("starting the embedded system (Flink jobs take ~30 s) ..."):
+        broker, seconds, plan, started = stack.up(settings, broker_only, policy_path)
     if seconds is None:
         out.print(f"kafka already running on {broker.bootstrap}")
     else:
         out.print(f"kafka ready on {broker.bootstrap} in {seconds:.1f}s (log {broker.process.log_file})")
     for line in plan.lines():
         out.print(f"topics: {line}")
+    if started:
+        out.print(f"started: {', '.join(started)}")
+    return broker
 
 
 @cli.command()
@@ -75,10 +88,12 @@ def down() -> None:
 
 @cli.command()
 def status() -> None:
-    """What runs, where, and its pid."""
-    table = Table("part", "state", "pid", "where")
-    for row in stack.status():
-        table.add_row(row.name, row.state, str(row.pid or "-"), row.where)
+    """What runs, where, its pid and resident memory."""
+    table = Table("part", "state", "pid", "RSS MiB", "where")
+    rows = stack.status()
+    for row in rows:
+        table.add_row(row.name, row.state, str(row.pid or "-"), f"{row.rss_mb:,.0f}", row.where)
+    table.add_row("total", "", "", f"{sum(r.rss_mb for r in rows):,.0f}", "")
     out.print(table)
 
 
@@ -132,7 +147,7 @@ def publish_cmd(source, synthetic: bool, count: int, rate: float, seed: int | No
     if synthetic:
         seed = random.randrange(2**31) if seed is None else seed
         requests = synthetic_requests(seed, count)
-        with _progress(count, "publishing") as advance:
+        with progress(count, "publishing") as advance:
             publish(requests, name, rate, report=report, on_progress=advance)
         out.print(f"seed {seed}")
     else:
@@ -149,35 +164,9 @@ def publish_cmd(source, synthetic: bool, count: int, rate: float, seed: int | No
         sys.exit(1)
 
 
-@cli.command()
-@_port_option
-@click.option("--count", type=int, default=20_000, help="Synthetic requests to publish.")
-@click.option("--rate", type=float, default=0.0, help="Requests per second; 0 = as fast as possible.")
-def demo(port: int | None, count: int, rate: float) -> None:
-    """Bring the system up, publish synthetic requests, and read them back."""
-    settings = _stack_settings(port)
-    with err.status("starting the embedded system ..."):
-        broker, seconds, _ = stack.up(settings)
-    out.print(f"kafka on {broker.bootstrap}" + (f", ready in {seconds:.1f}s" if seconds else " (already running)"))
-    name = topics.TopicRegistry.load().name("requests")
-    before = end_offsets(name, broker.bootstrap)
-    requests = list(synthetic_requests(seed=42 + int.from_bytes(os.urandom(2)), count=count))
-    with _progress(count, "publishing") as advance:
-        report = publish(requests, name, rate, bootstrap=broker.bootstrap, on_progress=advance)
-    arrived = set(read_keys(name, before, broker.bootstrap))
-    ours = sum(1 for r in requests if r.key in arrived)
-    table = Table("published", "acknowledged", "failed", "read back from " + name, "rate")
-    table.add_row(str(count), str(report.delivered), str(report.failed), str(ours), f"{report.rate:,.0f}/s")
-    out.print(table)
-    out.print("the broker keeps running: `scorestream status`, `scorestream down`")
-    if ours != count:
-        raise UserError(f"{count - ours} requests did not arrive")
-
-
 @cli.command("job", hidden=True)
 @click.argument("name", type=click.Choice(["extract", "rendezvous"]))
-@click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Rendezvous policy file. [default: rendezvous/policy.yaml]")
+@_policy_option
 @click.option("--metrics-port", type=int, default=0, help="Serve the job's /metrics here; 0: off.")
 def job(name: str, policy_path: Path | None, metrics_port: int) -> None:
     """Run a Flink job of the stack in a local mini cluster (what `up` starts)."""
@@ -201,28 +190,14 @@ def _topic_name(topic: str) -> str:
     return registry.name(topic) if topic in registry.topics else topic
 
 
-class _progress:
-    """A progress bar on stderr when it is a terminal; a no-op otherwise."""
-
-    def __init__(self, total: int, what: str):
-        self.bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=err, disable=not err.is_terminal)
-        self.task = self.bar.add_task(what, total=total)
-
-    def __enter__(self):
-        self.bar.start()
-        return lambda done: self.bar.update(self.task, completed=done)
-
-    def __exit__(self, *exc):
-        self.bar.update(self.task, completed=self.bar.tasks[0].total)
-        self.bar.stop()
-
-
 def _add_parts() -> None:
     """Verbs of the parts outside the core, each in its own folder."""
     from models.cli import worker
+    from rendezvous.cli import promote, results
+    from scorestream.demo import bench, demo
 
-    cli.add_command(worker)
+    for command in (worker, promote, results, demo, bench):
+        cli.add_command(command)
 
 
 _add_parts()

@@ -26,6 +26,7 @@ class StackSettings(_Settings):
     kafka_port: int = 9092
     kafka_heap: str = "1g"
     ready_timeout_s: float = 60.0
+    metrics_port_base: int = 9400     # rendezvous here, decoy + 1, workers from + 2
 
     @property
     def state_file(self) -> Path:

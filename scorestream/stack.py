@@ -1,40 +1,102 @@
-"""The embedded stack: `up`, `down`, `status` over the broker and the stack's processes.
+"""The embedded stack: `up`, `down`, `status` over the broker and every part of the system.
 
-Every process the stack starts is a ManagedProcess under <home>/run; `down`
-stops them all (the broker last) and `status` lists them, so parts added by
-later components need no change here beyond starting themselves.
+Every process the stack starts is a ManagedProcess under <home>/run, named by
+its stage id (`flink.rendezvous`, `score.fraud_xgb@3`, ...); `down` stops them
+all (the broker last) and `status` lists them.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from scorestream import kafka, topics
 from scorestream.broker import Broker, broker_answers
-from scorestream.process import ManagedProcess
+from scorestream.errors import UserError
+from scorestream.process import ManagedProcess, rss_bytes
 from scorestream.settings import StackSettings
+
+JOB_READY_TIMEOUT_S = 180.0
 
 
 @dataclass(frozen=True)
 class PartStatus:
     name: str
-    state: str        # running | stopped
+    state: str        # running | starting | stopped
     pid: int | None
+    rss_mb: float
     where: str
 
 
-def up(settings: StackSettings | None = None) -> tuple[Broker, float | None, topics.Plan]:
-    """Start the broker if needed and apply topics.yaml. Returns seconds to ready (None: was running)."""
+@dataclass(frozen=True)
+class Part:
+    """A process of the system: its stage id, its command line, and the line of its log that says it is up."""
+
+    name: str
+    args: tuple[str, ...]
+    ready_line: str | None = None
+
+
+def system_parts(settings: StackSettings, policy_path: Path | None = None) -> list[Part]:
+    """The Flink jobs, one worker per model the policy names (the canary as canary), and the decoy."""
+    from models.registry import list_models
+    from rendezvous.policy import DEFAULT_PATH, Policy
+
+    policy_path = policy_path or DEFAULT_PATH
+    policy = Policy.load(policy_path, known_models=set(list_models()))
+    port = settings.metrics_port_base
+    parts = [Part("flink.extract", ("job", "extract", "--policy", str(policy_path)), "submitted"),
+             Part("flink.rendezvous", ("job", "rendezvous", "--policy", str(policy_path), "--metrics-port", str(port)),
+                  "submitted"),
+             Part("decoy", ("decoy", "--metrics-port", str(port + 1)))]
+    for i, ref in enumerate(sorted(policy.models), start=2):
+        role = "canary" if ref == policy.canary else "candidate"
+        parts.append(Part(f"score.{ref}", ("worker", "--model", ref, "--role", role, "--metrics-port", str(port + i))))
+    return parts
+
+
+def up(settings: StackSettings | None = None, broker_only: bool = False,
+       policy_path: Path | None = None) -> tuple[Broker, float | None, topics.Plan, list[str]]:
+    """Start what is not running. Returns the broker, its seconds to ready (None: was running),
+    the topic plan applied and the names of the parts started."""
     settings = settings or StackSettings()
+    parts = [] if broker_only else system_parts(settings, policy_path)     # a bad policy stops us here
     broker = Broker(settings)
     seconds = None
     if not broker.running():
         seconds = broker.start()
     settings.state_file.write_text(json.dumps({"bootstrap": broker.bootstrap, "started": time.time()}))
     plan = topics.apply(kafka.admin(broker.bootstrap), topics.TopicRegistry.load())
-    return broker, seconds, plan
+    env = os.environ | {"SCORESTREAM_BOOTSTRAP_SERVERS": broker.bootstrap, "SCORESTREAM_HOME": str(settings.home)}
+    started = []
+    for part in parts:
+        proc = ManagedProcess(part.name, settings.home)
+        if proc.pid() is None:
+            proc.log_file.unlink(missing_ok=True)
+            proc.start([sys.executable, "-m", "scorestream.cli", *part.args], env=env)
+            started.append(part)
+    _wait_ready(settings, started)
+    return broker, seconds, plan, [p.name for p in started]
+
+
+def _wait_ready(settings: StackSettings, parts: list[Part]) -> None:
+    deadline = time.monotonic() + JOB_READY_TIMEOUT_S
+    waiting = list(parts)
+    while waiting:
+        for part in list(waiting):
+            proc = ManagedProcess(part.name, settings.home)
+            if proc.pid() is None:
+                raise UserError(f"{part.name} exited during start; its log ({proc.log_file}) ends:\n{proc.log_tail()}")
+            if part.ready_line is None or part.ready_line in proc.log_tail(200):
+                waiting.remove(part)
+        if waiting and time.monotonic() > deadline:
+            raise UserError(f"not ready after {JOB_READY_TIMEOUT_S:.0f}s: {', '.join(p.name for p in waiting)}; "
+                            f"see the logs in {settings.home / 'logs'}")
+        time.sleep(0.2)
 
 
 def processes(settings: StackSettings) -> list[ManagedProcess]:
@@ -59,8 +121,9 @@ def status(settings: StackSettings | None = None) -> list[PartStatus]:
     pid = broker.process.pid()
     answering = pid is not None and broker_answers(broker.bootstrap)
     rows = [PartStatus("kafka", "running" if answering else ("starting" if pid else "stopped"), pid,
-                       f"{broker.bootstrap} (data {broker.dir / 'data'})")]
+                       rss_bytes(pid) / 2**20 if pid else 0.0, f"{broker.bootstrap} (data {broker.dir / 'data'})")]
     for proc in processes(settings):
         pid = proc.pid()
-        rows.append(PartStatus(proc.name, "running" if pid else "stopped", pid, f"log {proc.log_file}"))
+        rows.append(PartStatus(proc.name, "running" if pid else "stopped", pid,
+                               rss_bytes(pid) / 2**20 if pid else 0.0, f"log {proc.log_file}"))
     return rows

@@ -1,0 +1,113 @@
+"""Offered load and what came back: publish synthetic requests at a fixed rate, time their answers.
+
+Latency is measured as a producer sees it: from the request's `ts` (set when
+it is sent) to the moment its answer is read from the answer topic.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+
+from scorestream import kafka
+from scorestream.client import assigned_consumer
+from scorestream.contract import Request
+from scorestream.synthetic import TransactionGenerator
+
+
+@dataclass
+class LoadReport:
+    offered_rate: float
+    sla_ms: float
+    published: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    duplicates: int = 0
+    by_model: Counter = field(default_factory=Counter)
+    by_rule: Counter = field(default_factory=Counter)
+    canary_deltas: list[float] = field(default_factory=list)
+
+    @property
+    def answered(self) -> int:
+        return len(self.latencies_ms)
+
+    @property
+    def within_sla(self) -> float:
+        return sum(1 for x in self.latencies_ms if x <= self.sla_ms) / self.published if self.published else 0.0
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.published / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        if len(self.latencies_ms) < 2:
+            return self.latencies_ms[0] if self.latencies_ms else float("nan")
+        return statistics.quantiles(self.latencies_ms, n=1000, method="inclusive")[int(q * 10) - 1]
+
+
+def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: float, sla_ms: float,
+             bootstrap: str | None = None, seed: int = 1, drain_s: float = 5.0, on_progress=None) -> LoadReport:
+    """Publish rate*duration_s requests at `rate`, collect their answers until all came or drain_s passed."""
+    report = LoadReport(rate, sla_ms)
+    sent: dict[bytes, int] = {}
+    answered: set[bytes] = set()
+    stop = threading.Event()
+    consumer = assigned_consumer(answers_topic, bootstrap)
+
+    def collect() -> None:
+        try:
+            while not stop.is_set():
+                for msg in consumer.consume(1000, timeout=0.05):
+                    if msg.error():
+                        continue
+                    received = time.time() * 1000
+                    doc = orjson.loads(msg.value())
+                    rid = doc["request_id"].encode()
+                    ts = sent.get(rid)
+                    if ts is None:
+                        continue
+                    if rid in answered:
+                        report.duplicates += 1
+                        continue
+                    answered.add(rid)
+                    report.latencies_ms.append(received - ts)
+                    if "rule" in doc:      # a rendezvous result (the bare-hops floor forwards requests)
+                        report.by_rule[doc["rule"]] += 1
+                        report.by_model[f"{doc['model']}@{doc['version']}" if doc["model"] else "default"] += 1
+                        if doc.get("canary"):
+                            report.canary_deltas.append(doc["canary"]["delta"])
+        finally:
+            consumer.close()
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    producer = kafka.producer(bootstrap, **{"linger.ms": 0})
+    total = int(rate * duration_s)
+    samples = iter(TransactionGenerator(seed))
+    start = time.perf_counter()
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sample = next(samples)
+        request = Request(sample.request_id, int(time.time() * 1000), sample.payload)
+        sent[request.key] = request.ts
+        kafka.produce(producer, requests_topic, request.to_record())
+        producer.poll(0)
+        if on_progress and i % 100 == 0:
+            on_progress(i)
+    producer.flush(30)
+    report.seconds = time.perf_counter() - start
+    report.published = total
+    deadline = time.monotonic() + drain_s
+    while len(answered) < total and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)                      # a second answer would show up now
+    stop.set()
+    reader.join(5)
+    return report
