@@ -31,7 +31,8 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 \b
 Everyone:  up, down, status, demo
 Producers: publish
-Ops:       topics apply
+Ops:       topics apply, decoy
+Analysts:  replay
 """
 
 
@@ -193,6 +194,15 @@ class _progress:
     def __exit__(self, *exc):
         self.bar.update(self.task, completed=self.bar.tasks[0].total)
         self.bar.stop()
+
+
+def _add_part_commands() -> None:
+    # Imported here: the parts import this module's helpers (out, err, _progress).
+    from decoy.cli import decoy_cmd
+    cli.add_command(decoy_cmd)
+
+
+_add_part_commands()
 
 
 def main() -> None:
