@@ -198,8 +198,9 @@ class _progress:
 
 def _add_part_commands() -> None:
     # Imported here: the parts import this module's helpers (out, err, _progress).
-    from decoy.cli import decoy_cmd
+    from decoy.cli import decoy_cmd, replay_cmd
     cli.add_command(decoy_cmd)
+    cli.add_command(replay_cmd)
 
 
 _add_part_commands()
