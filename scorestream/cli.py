@@ -27,7 +27,8 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 Everyone:  up, down, status, demo, bench
 Producers: publish, results
 Models:    worker
-Ops:       promote, topics apply, topics list
+Ops:       promote, decoy, topics apply, topics list
+Analysts:  replay
 """
 
 
@@ -192,11 +193,12 @@ def _topic_name(topic: str) -> str:
 
 def _add_parts() -> None:
     """Verbs of the parts outside the core, each in its own folder."""
+    from decoy.cli import decoy_cmd, replay_cmd
     from models.cli import worker
     from rendezvous.cli import promote, results
     from scorestream.demo import bench, demo
 
-    for command in (worker, promote, results, demo, bench):
+    for command in (worker, promote, results, demo, bench, decoy_cmd, replay_cmd):
         cli.add_command(command)
 
 

@@ -1,0 +1,214 @@
+"""The archiver: scoring.requests -> scoring.archive, each request exactly once.
+
+Consume-transform-produce in Kafka transactions: the copies of a batch and the
+consumer offsets after it commit together, so a decoy killed at any moment
+leaves, for read_committed readers, either the whole batch archived and its
+offsets committed, or neither. A restart with the same instance id fences the
+dead one's open transaction (transactional.id) and takes over its partitions
+at once (static group membership, group.instance.id).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram
+
+from decoy.record import ArchivedRequest
+from decoy.settings import STAGE, DecoySettings
+from scorestream import kafka
+from scorestream.contract import KafkaRecord
+from scorestream.metrics import LATENCY_BUCKETS, serve
+from scorestream.settings import KafkaSettings
+from scorestream.topics import TopicRegistry
+
+log = logging.getLogger(__name__)
+
+ARCHIVED = Counter("scorestream_archived_records_total", "Requests copied into the archive (committed)", ["stage"])
+ABORTS = Counter("scorestream_transaction_aborts_total", "Transactions aborted and replayed from the last commit",
+                 ["stage"])
+LAG = Gauge("scorestream_consumer_lag_records", "Records behind the end of the input topic", ["stage"])
+COMMIT = Histogram("scorestream_transaction_commit_seconds", "Time to commit one transaction", ["stage"],
+                   buckets=LATENCY_BUCKETS)
+
+
+@dataclass
+class ArchiverStats:
+    archived: int = 0
+    transactions: int = 0
+    aborts: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.archived / self.seconds if self.seconds else 0.0
+
+
+class Archiver:
+    def __init__(self, settings: DecoySettings, registry: TopicRegistry, bootstrap: str | None = None):
+        self.settings = settings
+        self.source, self.archive = registry.name("requests"), registry.name("archive")
+        # The topic prefix namespaces the group and transactional id too: sandboxes never meet.
+        prefix = KafkaSettings().topic_prefix
+        self.consumer = kafka.consumer(prefix + settings.group, bootstrap, **{
+            "group.instance.id": prefix + settings.transactional_id,
+            "session.timeout.ms": 10000,
+        })
+        self.producer = kafka.producer(bootstrap, **{
+            "transactional.id": prefix + settings.transactional_id,
+            "transaction.timeout.ms": int(settings.transaction_timeout_s * 1000),
+            "linger.ms": 5,
+        })
+        self.stats = ArchiverStats()
+        self.stopping = False
+        self._rebalances = 0
+        self._assigned_at: float | None = None
+        self._metrics = (ARCHIVED.labels(stage=STAGE), ABORTS.labels(stage=STAGE), LAG.labels(stage=STAGE),
+                         COMMIT.labels(stage=STAGE))
+
+    def run(self) -> ArchiverStats:
+        """Archive until SIGTERM/SIGINT (the open transaction is finished first) or idle_exit_s of nothing."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        serve(self.settings.metrics_port)
+        timeout = self.settings.transaction_timeout_s
+        self.producer.init_transactions(timeout)     # fences a dead predecessor's open transaction
+        meta = self.consumer.list_topics(self.archive, timeout=10).topics[self.archive]
+        self.archive_partitions = len(meta.partitions)
+        self.consumer.subscribe([self.source], on_assign=self._assigned, on_revoke=self._revoked,
+                                on_lost=self._revoked)
+        log.info("%s %s: %s -> %s", STAGE, self.settings.instance, self.source, self.archive)
+        first_work = last_work = last_lag = None
+        started = time.monotonic()
+        try:
+            while not self.stopping:
+                batch = self._next_batch()
+                now = time.monotonic()
+                if batch:
+                    self._archive(batch)
+                    first_work, last_work = first_work or now, time.monotonic()
+                elif self._idle_for_too_long(now, last_work):
+                    break
+                if last_lag is None or now - last_lag > 1.0:
+                    self._update_lag()
+                    last_lag = now
+        finally:
+            end = last_work if self.settings.idle_exit_s and last_work else time.monotonic()
+            self.stats.seconds = end - (first_work or started)
+            self.consumer.close()
+            self.producer.flush(10)
+        return self.stats
+
+    def _idle_for_too_long(self, now: float, last_work: float | None) -> bool:
+        """Nothing archived for idle_exit_s since the last batch or since partitions were assigned."""
+        if not self.settings.idle_exit_s or not self._assigned_at:
+            return False
+        return now - max(last_work or 0.0, self._assigned_at) > self.settings.idle_exit_s
+
+    def _stop(self, *_):
+        self.stopping = True
+
+    def _assigned(self, consumer, partitions):
+        self._rebalances += 1
+        self._assigned_at = time.monotonic()
+
+    def _revoked(self, consumer, partitions):
+        self._rebalances += 1
+        self._assigned_at = None
+
+    def _next_batch(self) -> list:
+        """Up to batch_size records within batch_ms, none of them read across a rebalance."""
+        generation = self._rebalances
+        msgs = self.consumer.consume(self.settings.batch_size, self.settings.batch_ms / 1000)
+        if self._rebalances != generation and msgs:
+            # Some of these may come from partitions we no longer own, or precede a re-fetch of the
+            # same offsets: drop them all and read again from the committed offsets.
+            self._rewind()
+            return []
+        records = []
+        for m in msgs:
+            if m.error():
+                log.warning("%s: consume error %s", STAGE, m.error())
+            else:
+                records.append(m)
+        return records
+
+    def _archive(self, msgs: list) -> None:
+        """One transaction: the copies plus the offsets after them. Aborted and re-read on abortable errors."""
+        archived, aborts, _, commit_time = self._metrics
+        archived_at = int(time.time() * 1000)
+        ends: dict[int, int] = {}
+        try:
+            self.producer.begin_transaction()
+            for m in msgs:
+                self._produce(m, archived_at)
+                ends[m.partition()] = m.offset() + 1
+            offsets = [TopicPartition(self.source, p, o) for p, o in ends.items()]
+            started = time.perf_counter()
+            self._retrying(self.producer.send_offsets_to_transaction, offsets,
+                           self.consumer.consumer_group_metadata(), self.settings.transaction_timeout_s)
+            self._retrying(self.producer.commit_transaction, self.settings.transaction_timeout_s)
+            commit_time.observe(time.perf_counter() - started)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.txn_requires_abort():
+                raise                       # fatal (e.g. fenced by a newer decoy with our id): stop
+            log.warning("%s: aborting transaction of %d records: %s", STAGE, len(msgs), error)
+            self.producer.abort_transaction(self.settings.transaction_timeout_s)
+            self._rewind()
+            aborts.inc()
+            self.stats.aborts += 1
+            return
+        archived.inc(len(msgs))
+        self.stats.archived += len(msgs)
+        self.stats.transactions += 1
+
+    def _produce(self, m, archived_at: int) -> None:
+        record = ArchivedRequest(KafkaRecord.from_message(m), archived_at)
+        ts = m.timestamp()[1]
+        while True:
+            try:
+                # Same partition number as the source (modulo): per-partition order is kept, and the
+                # archive's timestamp is the request's, for offsets_for_times in replay.
+                self.producer.produce(self.archive, m.value(), m.key(), partition=m.partition() % self.archive_partitions,
+                                      timestamp=ts if ts > 0 else 0, headers=record.headers())
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    @staticmethod
+    def _retrying(call, *args) -> None:
+        for attempt in range(5):
+            try:
+                return call(*args)
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def _rewind(self) -> None:
+        """Seek every owned partition back to its committed offset: the next batch starts there."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        for tp in self.consumer.committed(assignment, timeout=30):
+            tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as exc:    # not fetching yet: the fetch starts at the committed offset anyway
+                log.debug("%s: seek %s: %s", STAGE, tp, exc)
+
+    def _update_lag(self) -> None:
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        lag = 0
+        for tp in self.consumer.position(assignment):
+            high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high and high[1] >= 0 and tp.offset >= 0:
+                lag += max(0, high[1] - tp.offset)
+        self._metrics[2].set(lag)

@@ -1,0 +1,115 @@
+"""The decoy on the real broker: SIGKILLed mid-stream and restarted, every request archived exactly once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+from confluent_kafka import KafkaError, Producer, TopicPartition
+
+from decoy.record import ArchivedRequest
+from scorestream import kafka
+from scorestream.contract import KafkaRecord
+from scorestream.publish import synthetic_requests
+
+MALFORMED = [(b"bad-1", b"not json"), (b"bad-2", None), (None, b'{"request_id": 1}'), (b"bad-4", b"\xff\xfe")]
+
+
+def _publish(bootstrap: str, topic: str, count: int, rate: float, sent: list[KafkaRecord]) -> None:
+    """count requests (some with headers, some malformed) at rate/s; sent gets each as the broker stored it."""
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+
+    def delivered(err, msg, headers):
+        assert err is None, err     # a delivery report carries no headers: keep those we sent
+        r = KafkaRecord.from_message(msg)
+        sent.append(KafkaRecord(r.key, r.value, tuple(headers or ()), r.topic, r.partition, r.offset, r.timestamp))
+
+    start = time.perf_counter()
+    for i, request in enumerate(synthetic_requests(seed=3, count=count)):
+        record = request.to_record()
+        key, value, headers = record.key, record.value, None
+        if i % 7 == 0:
+            headers = [("trace", f"t-{i}".encode()), ("empty", None), ("trace", b"dup-name")]
+        if i % 500 == 250:
+            key, value = MALFORMED[(i // 500) % len(MALFORMED)]
+        p.produce(topic, value, key, headers=headers, on_delivery=lambda e, m, h=headers: delivered(e, m, h))
+        p.poll(0)
+        ahead = start + (i + 1) / rate - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+    assert p.flush(30) == 0
+
+
+def read_committed(bootstrap: str, topic: str) -> list[KafkaRecord]:
+    """Every record of topic a read_committed reader sees, up to the last stable offset."""
+    c = kafka.consumer(f"test-{uuid.uuid4().hex[:8]}", bootstrap, **{"enable.partition.eof": True})
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    todo, out = set(parts), []
+    deadline = time.monotonic() + 30
+    while todo and time.monotonic() < deadline:
+        for m in c.consume(1000, 0.5):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    todo.discard(m.partition())
+                continue
+            out.append(KafkaRecord.from_message(m))
+    c.close()
+    assert not todo, f"partitions {todo} not read to the end"
+    return out
+
+
+def _start_decoy(cli_env, log, *extra):
+    return subprocess.Popen([sys.executable, "-m", "scorestream.cli", "decoy", "--batch-size", "200",
+                             "--batch-ms", "20", *extra], env=cli_env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_sigkill_and_restart_archive_each_request_exactly_once(broker, registry, cli_env, tmp_path):
+    source, archive = registry.name("requests"), registry.name("archive")
+    count, sent = 6000, []
+    publisher = threading.Thread(target=_publish, args=(broker.bootstrap, source, count, 2500, sent))
+    publisher.start()
+    with open(tmp_path / "decoy.log", "ab") as log:
+        for kill_after in (1.5, 1.0):       # killed twice while requests keep arriving
+            decoy = _start_decoy(cli_env, log)
+            time.sleep(kill_after + 1.0)    # ~1 s to start, then archiving
+            assert decoy.poll() is None, (tmp_path / "decoy.log").read_text()
+            decoy.send_signal(signal.SIGKILL)
+            decoy.wait(10)
+        publisher.join(30)
+        decoy = _start_decoy(cli_env, log, "--idle-exit", "3")
+        assert decoy.wait(60) == 0, (tmp_path / "decoy.log").read_text()
+    logged = (tmp_path / "decoy.log").read_text()
+    assert len(sent) == count
+
+    archived = [ArchivedRequest.from_record(r) for r in read_committed(broker.bootstrap, archive)]
+    by_position = {}
+    for a in archived:
+        position = (a.original.partition, a.original.offset)
+        assert position not in by_position, f"duplicate {position}"
+        by_position[position] = a
+    missing = [r for r in sent if (r.partition, r.offset) not in by_position]
+    assert (len(missing), len(archived) - count) == (0, 0), logged
+    for r in sent:      # byte for byte, headers included, at the request's own timestamp
+        a = by_position[(r.partition, r.offset)]
+        assert a.original == KafkaRecord(r.key, r.value, r.headers, source, r.partition, r.offset, r.timestamp)
+    assert "archived" in logged.splitlines()[-1]
+
+
+def test_archive_record_carries_the_request_timestamp(broker, registry, cli_env, tmp_path):
+    source, archive = registry.name("requests"), registry.name("archive")
+    OLD = int(time.time() * 1000) - 3 * 86_400_000     # seen 3 days ago (within the 7 days of retention)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce(source, b'{"request_id": "old"}', b"old", timestamp=OLD, partition=1)
+    p.flush(10)
+    done = subprocess.run([sys.executable, "-m", "scorestream.cli", "decoy", "--idle-exit", "1"], env=cli_env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "archived 1 records" in done.stdout
+    [record] = read_committed(broker.bootstrap, archive)
+    assert (record.timestamp, record.partition) == (OLD, 1)
+    assert ArchivedRequest.from_record(record).archived_at > OLD + 3 * 86_400_000 - 60_000
