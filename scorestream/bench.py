@@ -27,7 +27,7 @@ def forward(source: str, target: str, bootstrap: str) -> None:
     running = [True]
     signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
     while running[0]:
-        for msg in consumer.consume(1000, timeout=0.1):
+        for msg in kafka.consume_ready(consumer, 1000, 0.1):
             if not msg.error():
                 producer.produce(target, msg.value(), msg.key())
         producer.poll(0)

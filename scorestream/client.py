@@ -39,7 +39,7 @@ def follow(consumer: Consumer, stop: threading.Event | None = None, idle_s: floa
     last = time.monotonic()
     try:
         while (stop is None or not stop.is_set()) and (idle_s is None or time.monotonic() - last < idle_s):
-            for msg in consumer.consume(1000, timeout=0.1):
+            for msg in kafka.consume_ready(consumer, 1000, 0.1):
                 if msg.error():
                     continue
                 last = time.monotonic()

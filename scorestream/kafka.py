@@ -53,3 +53,15 @@ def produce(p: Producer, topic: str, record: KafkaRecord, on_delivery=None) -> N
             return
         except BufferError:
             p.poll(0.05)
+
+
+def consume_ready(consumer: Consumer, max_messages: int = 1000, timeout_s: float = 0.1) -> list:
+    """Wait up to timeout_s for one message, then take what else is already fetched, without waiting.
+
+    Consumer.consume(n, timeout) waits for n messages or the whole timeout, which would add
+    up to timeout_s of latency to every answer read at low rates.
+    """
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_messages - 1, timeout=0)] if max_messages > 1 else [first]

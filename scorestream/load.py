@@ -62,7 +62,7 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
     def collect() -> None:
         try:
             while not stop.is_set():
-                for msg in consumer.consume(1000, timeout=0.05):
+                for msg in kafka.consume_ready(consumer, 1000, 0.05):
                     if msg.error():
                         continue
                     received = time.time() * 1000

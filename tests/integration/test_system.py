@@ -1,0 +1,90 @@
+"""The whole embedded system as `scorestream up` runs it: every request answered once, the cascade and the
+default take over when workers die. Its own broker and home: `up` and `down` are under test too."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from scorestream.load import run_load
+from scorestream.process import ManagedProcess
+from scorestream.topics import TopicRegistry
+from tests.conftest import free_port_pair
+
+POLICY = """\
+version: 1
+sla_ms: 400
+canary: fraud_lr@1
+arms:
+  - model: fraud_xgb@3
+fallback:
+  - after_ms: 150
+    use: [fraud_xgb@2]
+  - after_ms: 250
+    use: [fraud_lr@1]
+default: {score: 0.0}
+"""
+MARGIN_MS = 250      # timer lateness + the results hop on a loaded 2-core machine; measured figures in docs
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    home = tmp_path_factory.mktemp("system")
+    policy = home / "policy.yaml"
+    policy.write_text(POLICY)
+    port = free_port_pair()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
+        "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
+        "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10))}
+
+    def cli(*args, timeout=300):
+        return subprocess.run([sys.executable, "-m", "scorestream.cli", *args], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    started = cli("up", "--policy", str(policy))
+    assert started.returncode == 0, started.stdout + started.stderr
+    bootstrap = f"127.0.0.1:{port}"
+    registry = TopicRegistry.load(prefix="")
+    yield home, bootstrap, registry
+    stopped = cli("down")
+    assert stopped.returncode == 0 and "kafka" in stopped.stdout
+
+
+def load(system, count, rate=50.0, drain_s=10.0):
+    home, bootstrap, registry = system
+    return run_load(registry.name("requests"), registry.name("results"), rate, count / rate, 400, bootstrap,
+                    seed=random.randrange(10**6), drain_s=drain_s)
+
+
+def warm_up(system):
+    for _ in range(60):
+        report = load(system, 10, rate=20, drain_s=3)
+        if report.by_rule.get("preferred"):
+            return
+    pytest.fail("the preferred model never answered")
+
+
+def test_every_request_one_answer_then_cascade_then_default(system):
+    home = system[0]
+    warm_up(system)
+    healthy = load(system, 300)
+    assert (healthy.answered, healthy.duplicates) == (300, 0)
+    assert healthy.by_rule["preferred"] > 250
+    assert healthy.canary_deltas, "the canary is compared on answers"
+
+    ManagedProcess("score.fraud_xgb@3", home).stop()
+    fallback = load(system, 100)
+    assert (fallback.answered, fallback.duplicates) == (100, 0)
+    assert fallback.by_rule["fallback@150ms"] >= 95
+    assert max(fallback.latencies_ms) < 150 + MARGIN_MS
+
+    for ref in ("fraud_xgb@2", "fraud_lr@1"):
+        ManagedProcess(f"score.{ref}", home).stop()
+    default = load(system, 50)
+    assert (default.answered, default.duplicates) == (50, 0)
+    assert default.by_rule == {"default": 50}
+    assert max(default.latencies_ms) < 400 + MARGIN_MS
