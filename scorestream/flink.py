@@ -8,8 +8,10 @@ itself, so its site-packages go on PYTHONPATH before the JVM starts.
 from __future__ import annotations
 
 import os
+import signal
 import site
 import sys
+import time
 from pathlib import Path
 
 from scorestream.errors import UserError
@@ -33,12 +35,15 @@ def _python_path() -> str:
     return os.pathsep.join(paths + ([current] if current else []))
 
 
-def environment(config: dict[str, str] | None = None, parallelism: int = 1):
-    """A StreamExecutionEnvironment in thread mode with the Kafka connector on the classpath."""
+def environment(config: dict[str, str] | None = None, parallelism: int = 1, name: str = "flink"):
+    """A StreamExecutionEnvironment in thread mode with the Kafka connector on the classpath.
+
+    The JVM's own log goes to <home>/logs/<name>/ (PyFlink's default is inside site-packages).
+    """
     os.environ["PYTHONPATH"] = _python_path()   # read by the JVM that pyflink starts next
-    log_dir = StackSettings().home / "logs" / "flink"
+    log_dir = StackSettings().home / "logs" / name
     log_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))   # default is inside site-packages
+    os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
 
@@ -72,8 +77,7 @@ def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str 
                .set_topics(*([topic] if isinstance(topic, str) else topic))
                .set_group_id(group).set_starting_offsets(offsets)
                .set_value_only_deserializer(SimpleStringSchema())
-               .set_property("isolation.level", "read_committed")
-               .set_property("fetch.max.wait.ms", "5"))           # an idle fetch would add up to 500 ms
+               .set_property("isolation.level", "read_committed"))
     if bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
     return builder.build()
@@ -107,18 +111,25 @@ class JobSettings(_Settings):
                 "execution.checkpointing.interval": f"{self.checkpoint_interval_ms} ms"}
 
 
-def job_environment(settings: JobSettings | None = None, config: dict[str, str] | None = None):
+def job_environment(name: str, settings: JobSettings | None = None, config: dict[str, str] | None = None):
     """The environment of a long-running scorestream job: latency settings applied."""
     settings = settings or JobSettings()
-    env = environment(settings.config() | (config or {}))
+    env = environment(settings.config() | (config or {}), name=f"flink.{name}")
     env.set_buffer_timeout(settings.buffer_timeout_ms)
     return env
 
 
 def run_job(name: str, build, settings: JobSettings | None = None) -> None:
     """Build a job on a fresh environment and run it until cancelled or the process is stopped."""
-    env = job_environment(settings)
+    env = job_environment(name, settings)
     build(env)
     client = env.execute_async(name)
     print(f"{name}: job {client.get_job_id()} submitted", flush=True)
-    client.get_job_execution_result().result()
+    # wait in Python, not in a Java call, so SIGTERM is handled at once: cancel the job, then exit
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while not client.get_job_status().result().is_globally_terminal_state():
+            time.sleep(1.0)
+    finally:
+        client.cancel()
+    raise UserError(f"{name}: the job ended with status {client.get_job_status().result()}")

@@ -39,7 +39,6 @@ def consumer(group: str, bootstrap: str | None = None, **overrides: Any) -> Cons
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        "fetch.wait.max.ms": 10,
     }
     return Consumer(config | overrides)
 

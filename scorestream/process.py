@@ -63,20 +63,20 @@ class ManagedProcess:
         return proc
 
     def stop(self, timeout_s: float = 30.0) -> bool:
-        """SIGTERM, then SIGKILL after timeout_s. True if something was stopped."""
+        """SIGTERM to its process group (a Flink job's JVM is a child), SIGKILL after timeout_s.
+        True if something was stopped."""
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
+        _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while _start_time(pid) is not None and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.1)
-        if _start_time(pid) is not None:
-            os.kill(pid, signal.SIGKILL)
-            while _start_time(pid) is not None and not _reap(pid):
-                time.sleep(0.05)
+        _signal_group(pid, signal.SIGKILL)          # the leader's children too, if any lingers
+        while _start_time(pid) is not None and not _reap(pid):
+            time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -85,6 +85,14 @@ class ManagedProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Our processes lead their own session (start_new_session), so their group id is their pid."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _reap(pid: int) -> bool:

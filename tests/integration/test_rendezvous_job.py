@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 import time
 import uuid
@@ -12,6 +12,7 @@ import pytest
 
 from scorestream import kafka
 from scorestream.contract import Control, Request, Result, Score
+from scorestream.process import ManagedProcess
 
 POLICY = """\
 version: 4
@@ -76,18 +77,15 @@ def rendezvous(tmp_path_factory, broker):
     topics.apply(kafka.admin(broker.bootstrap), registry)
     policy = tmp_path_factory.mktemp("policy") / "policy.yaml"
     policy.write_text(POLICY)
-    import os
-    env = os.environ | {"SCORESTREAM_TOPIC_PREFIX": prefix}
-    log = open(policy.parent / "job.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "scorestream.cli", "job", "rendezvous", "--policy", str(policy)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    job = ManagedProcess("flink.rendezvous", policy.parent)
+    job.start([sys.executable, "-m", "scorestream.cli", "job", "rendezvous", "--policy", str(policy)],
+              env=os.environ | {"SCORESTREAM_TOPIC_PREFIX": prefix})
     harness = Harness(registry, broker.bootstrap)
     harness.request("warmup")
     harness.score("warmup", "fraud_xgb@3", 0.5)
-    assert harness.results({"warmup"}, timeout_s=90), (policy.parent / "job.log").read_text()[-3000:]
+    assert harness.results({"warmup"}, timeout_s=90), job.log_tail(40)
     yield harness
-    proc.terminate()
-    proc.wait(30)
+    assert job.stop(timeout_s=30)
 
 
 def test_preferred_fallback_canary_and_default(rendezvous):
