@@ -74,7 +74,7 @@ def start_worker(bootstrap: str, reg: topics.TopicRegistry, args: argparse.Names
            "--batch-size", str(args.batch_size), "--batch-ms", str(args.batch_ms)]
     p = subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
-    while "assigned" not in log.read_text():
+    while "assigned " + reg.name("features") not in log.read_text():
         if p.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"worker did not start:\n{log.read_text()}")
         time.sleep(0.05)
