@@ -15,6 +15,7 @@ every version sees every request, replicas of one version share partitions.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -131,6 +132,9 @@ class Worker:
         log.info("%s: worker %s (%s) consuming %s as group %s, writing %s", self.stage, self.stamp.worker,
                  self.stamp.role, self.features_topic, self.group, self.scores_topic)
         next_lag = next_status = next_commit = time.monotonic()
+        # Start-up objects (onnxruntime, numpy, the model) never die: keep them out of
+        # the collector's full passes, which otherwise rescan them every few batches.
+        gc.freeze()
         try:
             while not self.stopping:
                 messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_ms / 1000)
