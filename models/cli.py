@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from models.registry import load_model
-from models.worker import WorkerSettings, run, stage_id
+from models.worker import DeliveryFailed, WorkerSettings, run, stage_id
 from scorestream.metrics import serve
 
 _D = {name: f.default for name, f in WorkerSettings.model_fields.items()}
@@ -43,6 +43,10 @@ def worker(model_ref: str, **options) -> None:
     settings = WorkerSettings(model=model_ref, **options)
     model = load_model(model_ref, settings.registry_dir)        # refuses a file whose sha256 differs
     serve(settings.metrics_port)
-    stats = run(settings, model)
+    try:
+        stats = run(settings, model)
+    except DeliveryFailed as exc:
+        logging.getLogger(__name__).error("%s", exc)
+        raise SystemExit(2) from None
     click.echo(f"{stage_id(model.ref)}: {stats.records_in} in, {stats.scored} scored, "
                f"{stats.dead_lettered} dead-lettered in {stats.batches} batches")

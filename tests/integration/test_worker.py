@@ -142,7 +142,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(registry, workers):
     ids = {f.request_id for f in features}
     args = ("--batch-size", "100", "--session-timeout-ms", "6000")
     first = workers("fraud_xgb@3", *args)
-    wait_for_log(first, "assigned")
+    wait_for_log(first, "assigned " + registry.name("features"))
     sender = threading.Thread(target=send, args=(registry.name("features"), [f.to_record() for f in features],
                                                  1500.0))
     sender.start()                                          # ~2.7 s of traffic
@@ -208,3 +208,28 @@ def test_a_tampered_model_file_is_refused_at_start(cli_env, tmp_path):
                            "--registry-dir", str(reg)], env=cli_env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "sha256" in done.stderr and "refusing" in done.stderr
+
+
+def test_replicas_share_partitions_and_hand_over_on_sigterm(registry, workers):
+    features = make_features(seed=24, n=3000)
+    ids = {f.request_id for f in features}
+    a = workers("fraud_xgb@2")
+    b = workers("fraud_xgb@2")
+    for replica in (a, b):                                  # each owns partitions (not just "assigned nothing")
+        wait_for_log(replica, "assigned " + registry.name("features"))
+    sender = threading.Thread(target=send, args=(registry.name("features"), [f.to_record() for f in features],
+                                                 1500.0))
+    sender.start()
+    collect(registry.name("scores"), lambda got: len(got) >= 1000)
+    log_a = stop(a)                                         # drains, commits, leaves: b takes its partitions
+    sender.join()
+    records = collect(registry.name("scores"), lambda got: {r.key.decode() for r in got} >= ids)
+    assert ids <= {r.key.decode() for r in records}
+    by_worker = {}
+    for r in records:
+        s = Score.from_record(r)
+        by_worker[s.worker] = by_worker.get(s.worker, 0) + 1
+    assert len(by_worker) == 2 and all(n > 0 for n in by_worker.values())
+    assert len(records) == len(ids)                         # a clean hand-over scores nothing twice
+    assert "revoked" in log_a
+    stop(b)

@@ -110,3 +110,24 @@ def test_parse_fast_path_agrees_with_the_contract():
     assert parse(rec.value) == ("r4", "txn@1", [float(i) for i in range(20)])
     with pytest.raises(Reject, match="Features: field 'extractor' must be str"):
         parse(orjson.dumps({"request_id": "r", "ts": 1, "extractor": 3, "features": []}))
+
+
+def test_observe_many_equals_observe_one_by_one():
+    from prometheus_client import CollectorRegistry, Histogram
+    from prometheus_client.exposition import generate_latest
+
+    from models.metrics import observe_many
+    from scorestream.metrics import LATENCY_BUCKETS
+
+    values = np.array([0.0, 0.0005, 0.0007, 0.1, 0.1000001, 3.0, 0.02, 0.02])
+    out = []
+    for bulk in (False, True):
+        reg = CollectorRegistry()
+        child = Histogram("h_seconds", "h", ["model"], buckets=LATENCY_BUCKETS, registry=reg).labels("m")
+        if bulk:
+            observe_many(child, values)
+        else:
+            for v in values:
+                child.observe(float(v))
+        out.append(b"\n".join(line for line in generate_latest(reg).splitlines() if b"_created" not in line))
+    assert out[0] == out[1]
