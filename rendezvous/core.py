@@ -8,13 +8,14 @@ to clear. Times are epoch milliseconds; a request's clock starts at its `ts`.
 >>> policy = Policy(3, 100, (Arm("m@1"),), (), 0.5)
 >>> state = RequestState()
 >>> step = on_request(state, "r1", ts=1000, preferred="m@1", policy=policy, now=1002)
->>> step.timers                     # the SLA deadline, then the end of the grace period
-(1100, 61100)
->>> on_score(state, "r1", "m@1", 0.9, policy, now=1010).result.rule
-'preferred'
+>>> step.timers                     # only the next deadline: here the SLA
+(1100,)
+>>> step = on_score(state, "r1", "m@1", 0.9, policy, now=1010)
+>>> step.result.rule, step.timers   # answered: only the end of the grace period is left
+('preferred', (11100,))
 >>> on_score(state, "r1", "m@1", 0.9, policy, now=1020).event
 'late_score'
->>> on_timer(state, "r1", policy, now=61100).clear
+>>> on_timer(state, "r1", policy, now=11100).clear
 True
 """
 
@@ -26,7 +27,7 @@ from rendezvous.policy import Policy
 from rendezvous.selection import canary_comparison, decide
 from scorestream.contract import Result
 
-GRACE_MS = 60_000       # keep an answered request this long to recognise late and duplicate scores
+GRACE_MS = 10_000       # keep an answered request this long to recognise late and duplicate scores
 
 
 @dataclass
@@ -51,8 +52,8 @@ def on_request(state: RequestState, request_id: str, ts: int, preferred: str, po
         return Step(event="duplicate_request")
     state.ts, state.preferred = ts, preferred
     state.first_seen = state.first_seen or now
-    timers = tuple(int(ts + d) for d in policy.deadlines_ms) + (int(ts + policy.sla_ms + GRACE_MS),)
-    return Step(result=_try_answer(state, request_id, policy, now), timers=timers)
+    result = _try_answer(state, request_id, policy, now)
+    return Step(result=result, timers=_next_timer(state, policy, now))
 
 
 def on_score(state: RequestState, request_id: str, model: str, score: float, policy: Policy, now: float) -> Step:
@@ -66,15 +67,31 @@ def on_score(state: RequestState, request_id: str, model: str, score: float, pol
             state.first_seen = now
             return Step(timers=(int(now + policy.sla_ms + GRACE_MS),))
         return Step()
-    return Step(result=_try_answer(state, request_id, policy, now))
+    result = _try_answer(state, request_id, policy, now)
+    return Step(result=result, timers=_next_timer(state, policy, now) if result else ())
 
 
 def on_timer(state: RequestState, request_id: str, policy: Policy, now: float) -> Step:
     if state.ts is None:
         return Step(clear=True, event="orphan_scores") if state.first_seen is not None else Step(clear=True)
-    if now >= state.ts + policy.sla_ms + GRACE_MS:
+    if now >= _grace_end(state, policy):
         return Step(clear=True)
-    return Step(result=_try_answer(state, request_id, policy, now))
+    if state.answered:          # a deadline passed after the answer: nothing to do
+        return Step()
+    result = _try_answer(state, request_id, policy, now)
+    return Step(result=result, timers=_next_timer(state, policy, now))
+
+
+def _grace_end(state: RequestState, policy: Policy) -> int:
+    return int(state.ts + policy.sla_ms + GRACE_MS)
+
+
+def _next_timer(state: RequestState, policy: Policy, now: float) -> tuple[int, ...]:
+    """One timer at a time (timers cost more than anything else in the job): the next deadline,
+    or, once answered, the end of the grace period."""
+    if state.answered:
+        return (_grace_end(state, policy),)
+    return (next(int(state.ts + d) for d in policy.deadlines_ms if state.ts + d > now),)
 
 
 def _try_answer(state: RequestState, request_id: str, policy: Policy, now: float) -> Result | None:

@@ -83,7 +83,7 @@ def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str 
     return builder.build()
 
 
-def kafka_sink(topic: str, bootstrap: str, linger_ms: int = 0):
+def kafka_sink(topic: str, bootstrap: str, linger_ms: int = 1):
     """A KafkaSink of value strings, at-least-once (flushed on every checkpoint)."""
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
@@ -103,7 +103,7 @@ class JobSettings(_Settings):
     buffer_timeout_ms: int = 5            # Flink's default of 100 ms would eat the SLA
     bundle_size: int = 100                # Python records per bundle
     bundle_time_ms: int = 5               # longest a record waits in a bundle
-    checkpoint_interval_ms: int = 2000    # source offsets are committed on checkpoints
+    checkpoint_interval_ms: int = 5000    # source offsets are committed on checkpoints
 
     def config(self) -> dict[str, str]:
         return {"python.fn-execution.bundle.size": str(self.bundle_size),
