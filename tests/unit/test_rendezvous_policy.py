@@ -103,3 +103,17 @@ def test_max_share_holds_a_new_arm_back():
         bandit.reward({"new@1": 0.0, "old@1": 0.5}, 0)     # the new arm looks far better
     picks = [bandit.choose(policy) for _ in range(2000)]
     assert 0.05 < picks.count("new@1") / len(picks) <= 0.12
+
+
+def test_up_refuses_an_invalid_policy_before_starting_anything(tmp_path):
+    import os
+    import subprocess
+    import sys
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(GOOD.replace("after_ms: 60", "after_ms: 20"))
+    done = subprocess.run([sys.executable, "-m", "scorestream.cli", "up", "--policy", str(bad)],
+                          env=os.environ | {"SCORESTREAM_HOME": str(tmp_path / "home")},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "policy line 11" in done.stderr and "must be above 30" in done.stderr
+    assert not (tmp_path / "home" / "run").exists()      # nothing was started
