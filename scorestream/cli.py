@@ -31,6 +31,7 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 \b
 Everyone:  up, down, status, demo
 Producers: publish
+Models:    worker
 Ops:       topics apply, decoy
 Analysts:  replay
 """
@@ -196,14 +197,17 @@ class _progress:
         self.bar.stop()
 
 
-def _add_part_commands() -> None:
-    # Imported here: the parts import this module's helpers (out, err, _progress).
+def _add_parts() -> None:
+    """Verbs of the parts outside the core, each in its own folder (imported here: they use this module)."""
     from decoy.cli import decoy_cmd, replay_cmd
+    from models.cli import worker
+
+    cli.add_command(worker)
     cli.add_command(decoy_cmd)
     cli.add_command(replay_cmd)
 
 
-_add_part_commands()
+_add_parts()
 
 
 def main() -> None:

@@ -24,8 +24,10 @@ class DeadLetterSink:
         self.producer, self.topic, self.stage = producer, topic, stage
         self.counter = DEAD_LETTERED.labels(stage=stage)
 
-    def send(self, record: KafkaRecord, reason: str) -> None:
+    def send(self, record: KafkaRecord, reason: str, on_delivery=None) -> None:
+        """on_delivery: the producer's delivery callback for this record (to know when it is safe)."""
         log.warning("%s: dead-lettering %s[%s]@%s: %s", self.stage, record.topic, record.partition,
                     record.offset, reason)
-        kafka.produce(self.producer, self.topic, DeadLetter(self.stage, reason, record).to_record())
+        kafka.produce(self.producer, self.topic, DeadLetter(self.stage, reason, record).to_record(),
+                      on_delivery=on_delivery)
         self.counter.inc()

@@ -7,6 +7,8 @@ is read straight off a histogram.
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, start_http_server
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
@@ -15,6 +17,10 @@ DEAD_LETTERED = Counter("scorestream_dead_lettered_total", "Records sent to the 
 
 
 def serve(port: int | None) -> None:
-    """Expose /metrics on 127.0.0.1:port (no-op when port is None or 0)."""
+    """Expose /metrics on port (no-op when port is None or 0).
+
+    On 127.0.0.1 unless SCORESTREAM_METRICS_ADDR says otherwise: a container
+    sets 0.0.0.0 so Prometheus can reach it through the published port.
+    """
     if port:
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=os.environ.get("SCORESTREAM_METRICS_ADDR", "127.0.0.1"))
