@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -67,15 +68,30 @@ def _run(count: int, bootstrap: str, prefix: str, batch_size: int, models: tuple
     topics.apply(kafka.admin(bootstrap), registry)
     report = publish(synthetic_requests(seed=1, count=count), registry.name("requests"), bootstrap=bootstrap)
     click.echo(f"published {report.delivered} requests in {report.seconds:.1f}s ({report.rate:,.0f}/s)")
+    cpu = time.process_time()
     stats = Archiver(DecoySettings(batch_size=batch_size, idle_exit_s=3), registry, bootstrap).run()
+    cpu = time.process_time() - cpu
     click.echo(f"decoy: archived {stats.archived} in {stats.transactions} transactions, {stats.aborts} aborted, "
-               f"{stats.seconds:.2f}s: {stats.rate:,.0f} requests/s")
+               f"{stats.seconds:.2f}s: {stats.rate:,.0f} requests/s "
+               f"(decoy process CPU {cpu:.2f}s: {stats.archived / cpu:,.0f} requests per CPU-second)")
     if models:
         _replay(registry, models)
 
 
-def _replay(registry, models) -> None:
-    raise click.UsageError("replay benchmark: not wired yet")
+def _replay(registry, models: tuple[str, ...]) -> None:
+    """The whole archive (everything was published within the last hour) through the models, to Parquet."""
+    from decoy.replay import replay
+    from decoy.timerange import TimeRange
+
+    now = int(time.time() * 1000)
+    out = Path(tempfile.mkdtemp(prefix="scorestream-bench-")) / "replay.parquet"
+    cpu = time.process_time()
+    s = replay(TimeRange(now - 3_600_000, now + 60_000), models, out, registry=registry)
+    cpu = time.process_time() - cpu
+    click.echo(f"replay with {', '.join(models)}: {s.read} read, {s.scored} scored, {s.rows_written} rows "
+               f"to Parquet in {s.seconds:.2f}s: {s.rate:,.0f} requests/s "
+               f"(replay process CPU {cpu:.2f}s incl. model load: {s.read / cpu:,.0f} requests per CPU-second)")
+    out.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ class RangeReader:
         self.topic, self.range = topic, time_range
         # A private group that never commits: replay leaves no trace on the cluster.
         self.consumer = kafka.consumer(f"scorestream.replay.{uuid.uuid4().hex[:12]}", bootstrap,
-                                       **{"enable.partition.eof": True, "fetch.wait.max.ms": 100})
+                                       **{"enable.partition.eof": True, "fetch.wait.max.ms": 100,
+                                          "max.partition.fetch.bytes": 8 << 20})   # big fetches: reading history
         self.ranges = self._offsets(late_ms)
 
     @property

@@ -46,7 +46,8 @@ class ParquetSink:
         n = len(items)
         columns = [
             pa.array([r.request_id for _, r in items], pa.string()),
-            pa.array([a.original.timestamp for a, _ in items], pa.timestamp("ms", tz="UTC")),
+            # through int64: pyarrow converts Python ints to timestamps ~100x slower
+            pa.array(np.fromiter((a.original.timestamp for a, _ in items), np.int64, n)).cast(self.schema.field("ts").type),
             pa.array([r.ts for _, r in items], pa.int64()),
             pa.array([a.original.partition for a, _ in items], pa.int32()),
             pa.array([a.original.offset for a, _ in items], pa.int64()),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 
 from confluent_kafka import KafkaError, Producer, TopicPartition
@@ -15,6 +16,7 @@ from decoy.record import ArchivedRequest
 from scorestream import kafka
 from scorestream.contract import KafkaRecord
 from scorestream.publish import synthetic_requests
+from tests.conftest import free_port_pair
 
 MALFORMED = [(b"bad-1", b"not json"), (b"bad-2", None), (None, b'{"request_id": 1}'), (b"bad-4", b"\xff\xfe")]
 
@@ -106,10 +108,22 @@ def test_archive_record_carries_the_request_timestamp(broker, registry, cli_env,
     p = Producer({"bootstrap.servers": broker.bootstrap})
     p.produce(source, b'{"request_id": "old"}', b"old", timestamp=OLD, partition=1)
     p.flush(10)
-    done = subprocess.run([sys.executable, "-m", "scorestream.cli", "decoy", "--idle-exit", "1"], env=cli_env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "archived 1 records" in done.stdout
+    port = free_port_pair()
+    decoy = subprocess.Popen([sys.executable, "-m", "scorestream.cli", "decoy", "--idle-exit", "2", "--metrics-port",
+                              str(port)], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = ""
+    while decoy.poll() is None and 'archived_records_total{stage="decoy"} 1.0' not in metrics:
+        time.sleep(0.2)
+        try:
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            pass
+    stdout, stderr = decoy.communicate(timeout=60)
+    assert decoy.returncode == 0, stderr
+    assert "archived 1 records" in stdout
+    for name in ("scorestream_consumer_lag_records", "scorestream_transaction_aborts_total",
+                 "scorestream_transaction_commit_seconds_bucket"):
+        assert any(line.startswith(name + "{") and 'stage="decoy"' in line for line in metrics.splitlines()), name
     [record] = read_committed(broker.bootstrap, archive)
     assert (record.timestamp, record.partition) == (OLD, 1)
     assert ArchivedRequest.from_record(record).archived_at > OLD + 3 * 86_400_000 - 60_000

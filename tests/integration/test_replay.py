@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from decoy.settings import DecoySettings
 from decoy.timerange import TimeRange
 from extractors import get_extractor
 from models.registry import load_model
-from scorestream.contract import Request, Result
+from scorestream.contract import Features, Request, Result, Score
 from scorestream.errors import UserError
 from scorestream.publish import synthetic_requests
 from tests.integration.test_decoy import read_committed
@@ -79,6 +80,39 @@ def test_range_boundaries_and_scores_equal_the_model_on_the_same_rows(broker, re
     model = load_model(MODEL)
     X = get_extractor(model.extractor).extract_many([sent[rid].payload for rid in table["request_id"]])
     np.testing.assert_array_equal(np.asarray(table[MODEL]), model.predict(X))
+
+
+def test_scores_equal_the_live_worker_for_the_same_model_version(broker, registry, archived, cli_env, tmp_path):
+    """The live path from features on: `scorestream worker` scores the range's requests from scoring.features.
+
+    The extract job (Flink) is not built yet, so this test writes the features as
+    it will: the same extractor's output in a Features message.
+    """
+    t0, t1, sent = archived
+    inside = [r for r in sent.values() if t0 <= r.ts < t1]
+    extractor = get_extractor(load_model(MODEL).extractor)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for r in inside:
+        rec = Features(r.request_id, r.ts, extractor.ref, tuple(extractor.extract(r.payload).tolist())).to_record()
+        p.produce(registry.name("features"), rec.value, rec.key)
+    assert p.flush(10) == 0
+    worker = subprocess.Popen([sys.executable, "-m", "scorestream.cli", "worker", "--model", MODEL], env=cli_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        live: dict[str, float] = {}
+        deadline = time.monotonic() + 60
+        while len(live) < len(inside) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            live = {r.key.decode(): Score.from_record(r).score for r in read_committed(broker.bootstrap,
+                                                                                         registry.name("scores"))}
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    out = tmp_path / "replay.parquet"
+    replay(TimeRange(t0, t1), (MODEL,), out, late_ms=LATE, registry=registry, bootstrap=broker.bootstrap)
+    replayed = pq.read_table(out).to_pydict()
+    assert len(live) == len(replayed["request_id"]) == len(inside)
+    assert [live[rid] for rid in replayed["request_id"]] == replayed[MODEL]     # equal, not merely close
 
 
 def test_stragglers_beyond_late_ms_are_not_found(broker, registry, archived):
