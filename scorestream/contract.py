@@ -80,34 +80,46 @@ def _check(cls_name: str, name: str, hint: Any, value: Any) -> Any:
             return None
         hint = next(a for a in args if a is not type(None))
     origin = typing.get_origin(hint) or hint
-    bad = ContractError(cls_name, name, f"must be {getattr(hint, '__name__', hint)}, got {type(value).__name__}")
+
+    def bad() -> ContractError:    # built only on failure: decoding is on every hot path
+        return ContractError(cls_name, name, f"must be {getattr(hint, '__name__', hint)}, got {type(value).__name__}")
+
     if origin is str:
         if not isinstance(value, str):
-            raise bad
+            raise bad()
         return value
     if origin is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
+            raise bad()
         return value
     if origin is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
+            raise bad()
         return float(value)
     if origin is dict:
         if not isinstance(value, dict):
-            raise bad
+            raise bad()
         key_t, val_t = typing.get_args(hint) or (str, Any)
         if val_t is float:
             return {k: _check(cls_name, f"{name}.{k}", float, v) for k, v in value.items()}
         return value
     if origin is tuple:  # tuple[float, ...]: a vector of numbers
         if not isinstance(value, (list, tuple)):
-            raise bad
+            raise bad()
         return tuple(_check(cls_name, f"{name}[{i}]", float, v) for i, v in enumerate(value))
     return value
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+_FIELDS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}
+
+
+def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, type, required) of every field of a message class, computed once per class."""
+    if cls not in _FIELDS:
+        hints = typing.get_type_hints(cls)
+        _FIELDS[cls] = tuple((f.name, hints[f.name], f.default is dataclasses.MISSING
+                              and f.default_factory is dataclasses.MISSING) for f in dataclasses.fields(cls))
+    return _FIELDS[cls]
 
 
 class Message:
@@ -119,17 +131,16 @@ class Message:
     def from_dict(cls, doc: Any) -> Self:
         if not isinstance(doc, dict):
             raise ContractError(cls.__name__, None, f"must be a JSON object, got {type(doc).__name__}")
-        hints = _HINTS.get(cls) or _HINTS.setdefault(cls, typing.get_type_hints(cls))
         values = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in doc:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ContractError(cls.__name__, f.name, "is missing")
+        for name, hint, required in _fields(cls):
+            if name not in doc:
+                if required:
+                    raise ContractError(cls.__name__, name, "is missing")
                 continue
-            values[f.name] = _check(cls.__name__, f.name, hints[f.name], doc[f.name])
-            allowed = cls.choices.get(f.name)
-            if allowed and values[f.name] not in allowed:
-                raise ContractError(cls.__name__, f.name, f"must be one of {', '.join(allowed)}, got {values[f.name]!r}")
+            values[name] = _check(cls.__name__, name, hint, doc[name])
+            allowed = cls.choices.get(name)
+            if allowed and values[name] not in allowed:
+                raise ContractError(cls.__name__, name, f"must be one of {', '.join(allowed)}, got {values[name]!r}")
         return cls(**values)
 
     @classmethod
