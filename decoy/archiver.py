@@ -57,6 +57,9 @@ class Archiver:
         self.consumer = kafka.consumer(prefix + settings.group, bootstrap, **{
             "group.instance.id": prefix + settings.transactional_id,
             "session.timeout.ms": 10000,
+            # the archive is not on the answer's path: fetch in bulk, sparing the broker a wake-up per request
+            "fetch.min.bytes": 65536,
+            "fetch.wait.max.ms": settings.batch_ms,
         })
         self.producer = kafka.producer(bootstrap, **{
             "transactional.id": prefix + settings.transactional_id,

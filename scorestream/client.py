@@ -26,8 +26,7 @@ def assigned_consumer(topic: str, bootstrap: str | None = None, from_beginning: 
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     # explicit end offsets, not OFFSET_END: that one resolves at the first fetch and could skip a result
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING if from_beginning else
-                                    consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-                     for p in partitions])
+                                    kafka.watermarks(consumer, topic, p)[1]) for p in partitions])
     return consumer
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from scorestream.contract import KafkaRecord
@@ -26,7 +27,7 @@ def producer(bootstrap: str | None = None, **overrides: Any) -> Producer:
         "acks": "all",
         "linger.ms": 2,                # small batches: latency matters more than a few % of throughput
         "batch.num.messages": 10000,
-        "compression.type": "lz4",
+        "compression.type": "none",     # on loopback, the broker's CPU matters more than bytes: lz4 batches are decompressed to be validated
         "queue.buffering.max.messages": 500_000,
     }
     return Producer(config | overrides)
@@ -64,3 +65,18 @@ def consume_ready(consumer: Consumer, max_messages: int = 1000, timeout_s: float
     if first is None:
         return []
     return [first, *consumer.consume(max_messages - 1, timeout=0)] if max_messages > 1 else [first]
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float = 10.0) -> tuple[int, int]:
+    """(low, high) offsets of a partition, retried while a new topic's leader is still taking over."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+        except KafkaException as exc:
+            error = exc.args[0]
+            settling = error.retriable() or error.code() in (KafkaError.NOT_LEADER_FOR_PARTITION,
+                                                             KafkaError.UNKNOWN_TOPIC_OR_PART)
+            if not settling or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -15,7 +15,7 @@ def end_offsets(topic: str, bootstrap: str | None = None) -> dict[int, int]:
     c = kafka.consumer(f"scorestream-offsets-{uuid.uuid4().hex[:8]}", bootstrap)
     try:
         meta = c.list_topics(topic, timeout=10).topics[topic]
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+        return {p: kafka.watermarks(c, topic, p)[1] for p in meta.partitions}
     finally:
         c.close()
 
