@@ -13,6 +13,7 @@ import pytest
 from scorestream import kafka
 from scorestream.contract import Control, Request, Result, Score
 from scorestream.process import ManagedProcess
+from tests.conftest import free_port_pair
 
 POLICY = """\
 version: 4
@@ -78,9 +79,11 @@ def rendezvous(tmp_path_factory, broker):
     policy = tmp_path_factory.mktemp("policy") / "policy.yaml"
     policy.write_text(POLICY)
     job = ManagedProcess("flink.rendezvous", policy.parent)
-    job.start([sys.executable, "-m", "scorestream.cli", "job", "rendezvous", "--policy", str(policy)],
-              env=os.environ | {"SCORESTREAM_TOPIC_PREFIX": prefix})
+    metrics_port = free_port_pair()
+    job.start([sys.executable, "-m", "scorestream.cli", "job", "rendezvous", "--policy", str(policy),
+               "--metrics-port", str(metrics_port)], env=os.environ | {"SCORESTREAM_TOPIC_PREFIX": prefix})
     harness = Harness(registry, broker.bootstrap)
+    harness.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     harness.request("warmup")
     harness.score("warmup", "fraud_xgb@3", 0.5)
     assert harness.results({"warmup"}, timeout_s=90), job.log_tail(40)
@@ -141,3 +144,25 @@ def test_new_policy_takes_effect_without_restart(rendezvous):
             assert result.score == -2.0
             return
     pytest.fail("policy version 5 never took effect")
+
+
+def _metric(url: str, name: str) -> float:
+    import urllib.request
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_state_is_freed_after_the_grace_period(rendezvous):
+    """Keyed state holds requests for the grace period only: it does not grow with requests served."""
+    from rendezvous.core import GRACE_MS
+    h = rendezvous
+    ids = [f"state-{uuid.uuid4().hex[:6]}-{i}" for i in range(50)]
+    for rid in ids:
+        h.request(rid)
+    assert len(h.results(set(ids))) == 50
+    assert _metric(h.metrics_url, "scorestream_rendezvous_live_requests") >= 50
+    deadline = time.monotonic() + GRACE_MS / 1000 + 15
+    while _metric(h.metrics_url, "scorestream_rendezvous_live_requests") > 0:
+        assert time.monotonic() < deadline, "requests still held after the grace period"
+        time.sleep(0.5)
+    assert _metric(h.metrics_url, "scorestream_rendezvous_events_total{event=\"late_score\"}") >= 20
