@@ -7,8 +7,8 @@ import sys
 import time
 import uuid
 
-import orjson
 import pytest
+import yaml
 
 from scorestream import kafka
 from scorestream.contract import Control, Request, Result, Score
@@ -130,7 +130,7 @@ def test_exactly_one_answer_despite_duplicates_and_late_scores(rendezvous):
 
 def test_new_policy_takes_effect_without_restart(rendezvous):
     h = rendezvous
-    doc = orjson.loads(orjson.dumps(__import__("yaml").safe_load(POLICY)))
+    doc = yaml.safe_load(POLICY)
     doc["version"], doc["default"] = 5, {"score": -2.0}
     control = Control("policy", "rendezvous", doc, int(time.time() * 1000))
     kafka.produce(h.producer, h.registry.name("control"), control.to_record())
