@@ -69,6 +69,8 @@ FAMILY = (
          {"n_estimators": 100, "max_depth": 3, "learning_rate": 0.1}, XGBClassifier, _XGB),
     Spec("fraud_xgb", 3, "Gradient-boosted trees, more and deeper: 300 trees of depth 4, slower learning rate.",
          {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, "min_child_weight": 20}, XGBClassifier, _XGB),
+    Spec("fraud_xgb", 4, "Gradient-boosted trees, deep and few: 80 trees of depth 6, the next candidate to try.",
+         {"n_estimators": 80, "max_depth": 6, "learning_rate": 0.1, "min_child_weight": 50}, XGBClassifier, _XGB),
 )
 
 

@@ -10,7 +10,7 @@ from models.registry import ModelIntegrityError, UnknownModel, list_models, load
 from models.train import FAMILY, MAX_ONNX_DIFF, TEST_ROWS, TEST_SEED, dataset, onnx_scores, to_onnx
 from scorestream.errors import UserError
 
-FAMILY_REFS = ["fraud_lr@1", "fraud_xgb@2", "fraud_xgb@3"]
+FAMILY_REFS = ["fraud_lr@1", "fraud_xgb@2", "fraud_xgb@3", "fraud_xgb@4"]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_unknown_models_are_user_errors(ref):
 
 
 def test_unknown_model_lists_what_exists():
-    with pytest.raises(UnknownModel, match="fraud_lr@1, fraud_xgb@2, fraud_xgb@3"):
+    with pytest.raises(UnknownModel, match="fraud_lr@1, fraud_xgb@2, fraud_xgb@3, fraud_xgb@4"):
         load_model("fraud_xgb@9")
 
 
