@@ -11,7 +11,7 @@ import logging
 
 import orjson
 from pyflink.common import Types, WatermarkStrategy
-from pyflink.datastream.functions import FlatMapFunction, KeyedBroadcastProcessFunction
+from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from rendezvous import core
@@ -22,25 +22,27 @@ from scorestream.topics import TopicRegistry
 
 log = logging.getLogger(__name__)
 POLICY_STATE = MapStateDescriptor("policy", Types.STRING(), Types.STRING())
-EVENT = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.DOUBLE()])
 
 
-class ToEvent(FlatMapFunction):
-    """JSON request or score -> (kind, request_id, ts, model, score); what does not parse is counted."""
+def parse(value: str) -> tuple | None:
+    """A request -> ("request", id, ts), a score -> ("score", id, name@version, score); None if neither.
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    Both topics come through one source, so one parse tells them apart; the extract job and the
+    workers dead-letter malformed records, so here they are only counted.
+    """
+    try:
+        doc = orjson.loads(value)
+        if "payload" in doc:
+            return ("request", str(doc["request_id"]), int(doc["ts"]))
+        return ("score", str(doc["request_id"]), f"{doc['model']}@{doc['version']}", float(doc["score"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
 
-    def flat_map(self, value: str):
-        try:
-            doc = orjson.loads(value)
-            if self.kind == "request":
-                yield ("request", str(doc["request_id"]), int(doc["ts"]), "", 0.0)
-            else:
-                yield ("score", str(doc["request_id"]), 0, f"{doc['model']}@{doc['version']}", float(doc["score"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            from rendezvous.metrics import EVENTS     # the extract job and workers dead-letter these
-            EVENTS.labels(event=f"malformed_{self.kind}").inc()
+
+def request_id_of(value: str) -> str:
+    """The key of a request or a score ("" for what does not parse: dropped and counted downstream)."""
+    event = parse(value)
+    return event[1] if event else ""
 
 
 class Rendezvous(KeyedBroadcastProcessFunction):
@@ -65,16 +67,21 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         return self.policy
 
     def process_element(self, value, ctx):
-        kind, request_id, ts, model, score = value
+        event = parse(value)
+        if event is None:
+            self.metrics.EVENTS.labels(event="malformed").inc()
+            return
         policy = self._current_policy(ctx)
         now = ctx.timer_service().current_processing_time()
         state = self.state.value()
         if state is None:
             state = core.RequestState()
             self.metrics.LIVE_REQUESTS.inc()
-        if kind == "request":
+        if event[0] == "request":
+            _, request_id, ts = event
             step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now)
         else:
+            _, request_id, model, score = event
             step = core.on_score(state, request_id, model, score, policy, now)
         yield from self._apply(step, state, ctx)
 
@@ -120,16 +127,14 @@ class Rendezvous(KeyedBroadcastProcessFunction):
 def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_port: int = 0) -> None:
     group = "scorestream.rendezvous"
     no_wm = WatermarkStrategy.no_watermarks()
-    requests = (env.from_source(flink.kafka_source(registry.name("requests"), group, bootstrap), no_wm, "requests")
-                .uid("rendezvous.source.requests")
-                .flat_map(ToEvent("request"), output_type=EVENT).uid("rendezvous.parse.requests"))
-    scores = (env.from_source(flink.kafka_source(registry.name("scores"), group, bootstrap), no_wm, "scores")
-              .uid("rendezvous.source.scores")
-              .flat_map(ToEvent("score"), output_type=EVENT).uid("rendezvous.parse.scores"))
+    # one source for both topics: a single consumer and no parse step before the key
+    events = (env.from_source(flink.kafka_source([registry.name("requests"), registry.name("scores")], group,
+                                                 bootstrap), no_wm, "requests+scores")
+              .uid("rendezvous.source.events"))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
                                                   start="earliest"), no_wm, "control")
                .uid("rendezvous.source.control"))
-    (requests.union(scores).key_by(lambda e: e[1], key_type=Types.STRING())
+    (events.key_by(request_id_of, key_type=Types.STRING())
         .connect(control.broadcast(POLICY_STATE))
         .process(Rendezvous(policy.to_dict(), metrics_port), output_type=Types.STRING())
         .uid("rendezvous").name("rendezvous")

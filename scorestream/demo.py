@@ -14,7 +14,7 @@ from scorestream.bench import floor
 from scorestream.client import ScoringClient
 from scorestream.console import err, out, progress
 from scorestream.errors import UserError
-from scorestream.load import LoadReport, run_load
+from scorestream.load import LoadReport, run_load, warm_up
 from scorestream.settings import StackSettings
 from scorestream.synthetic import TransactionGenerator
 from scorestream.topics import TopicRegistry
@@ -35,15 +35,10 @@ def _system_up(policy_path: Path | None, rate: float):
 
 
 def _steady(bootstrap: str, rate: float, sla_ms: float) -> None:
-    """Traffic until answers come within the SLA: fresh JVMs (JIT) and Python caches lag for their
-    first seconds, and a demo or a benchmark measures the system, not its start."""
     registry = TopicRegistry.load()
     with err.status("warming up (the Flink jobs are slow for their first seconds) ..."):
-        for round_ in range(STEADY_ROUNDS):
-            report = run_load(registry.name("requests"), registry.name("results"), min(rate, 200.0), 3.0, sla_ms,
-                              bootstrap, seed=round_, drain_s=2.0)
-            if report.published and report.within_sla >= 0.99:
-                return
+        if warm_up(registry.name("requests"), registry.name("results"), rate, sla_ms, bootstrap, STEADY_ROUNDS):
+            return
     err.print(f"still not steady after {STEADY_ROUNDS} rounds of warm-up traffic; measuring anyway")
 
 

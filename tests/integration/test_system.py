@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from scorestream.load import run_load
+from scorestream.load import run_load, warm_up as steady
 from scorestream.process import ManagedProcess
 from scorestream.topics import TopicRegistry
 from tests.conftest import free_port_pair
@@ -61,11 +61,15 @@ def load(system, count, rate=50.0, drain_s=10.0):
 
 
 def warm_up(system):
+    """The preferred model answers, then answers come steadily (as `demo` and `bench` wait for)."""
+    home, bootstrap, registry = system
     for _ in range(60):
         report = load(system, 10, rate=20, drain_s=3)
         if report.by_rule.get("preferred"):
-            return
-    pytest.fail("the preferred model never answered")
+            break
+    else:
+        pytest.fail("the preferred model never answered")
+    steady(registry.name("requests"), registry.name("results"), 50, 400, bootstrap, rounds=10)
 
 
 def test_every_request_one_answer_then_cascade_then_default(system):
