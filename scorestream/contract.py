@@ -16,7 +16,6 @@ scorestream.contract.ContractError: Request: field 'ts' is missing
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import types
 import typing
@@ -284,7 +283,3 @@ class DeadLetter:
                                source.decode() if source else None, num(H_SOURCE_PARTITION),
                                num(H_SOURCE_OFFSET), num(H_SOURCE_TIMESTAMP))
         return cls(stage.decode(), reason.decode(), original)
-
-
-def finite(values: tuple[float, ...]) -> bool:
-    return all(math.isfinite(v) for v in values)

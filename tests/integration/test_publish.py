@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from scorestream.publish import publish, synthetic_requests
-from scorestream.readback import end_offsets, read_keys
+from tests.readback import end_offsets, read_keys
 
 
 def test_synthetic_requests_all_arrive(broker, registry):

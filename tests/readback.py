@@ -1,4 +1,4 @@
-"""Reading a topic back: how many of a set of request ids arrived (demo, tests, bench)."""
+"""Test helper: reading a topic back (which of a set of request ids arrived)."""
 
 from __future__ import annotations
 
