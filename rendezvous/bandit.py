@@ -26,10 +26,6 @@ class Posterior:
         self.alpha += 1.0 - error
         self.beta += error
 
-    @property
-    def mean(self) -> float:
-        return self.alpha / (self.alpha + self.beta)
-
 
 @dataclass
 class Bandit:

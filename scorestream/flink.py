@@ -111,17 +111,11 @@ class JobSettings(_Settings):
                 "execution.checkpointing.interval": f"{self.checkpoint_interval_ms} ms"}
 
 
-def job_environment(name: str, settings: JobSettings | None = None, config: dict[str, str] | None = None):
-    """The environment of a long-running scorestream job: latency settings applied."""
-    settings = settings or JobSettings()
-    env = environment(settings.config() | (config or {}), name=f"flink.{name}")
+def run_job(name: str, build) -> None:
+    """Build a job on a fresh environment with the latency settings and run it until cancelled or stopped."""
+    settings = JobSettings()
+    env = environment(settings.config(), name=f"flink.{name}")
     env.set_buffer_timeout(settings.buffer_timeout_ms)
-    return env
-
-
-def run_job(name: str, build, settings: JobSettings | None = None) -> None:
-    """Build a job on a fresh environment and run it until cancelled or the process is stopped."""
-    env = job_environment(name, settings)
     build(env)
     client = env.execute_async(name)
     print(f"{name}: job {client.get_job_id()} submitted", flush=True)
