@@ -46,7 +46,7 @@ class Extract(FlatMapFunction):
 
 def build(env, registry: TopicRegistry, bootstrap: str, extractor_ref: str) -> None:
     requests = registry.name("requests")
-    source = flink.kafka_source(requests, "scorestream.extract", bootstrap)
+    source = flink.kafka_source(requests, "scorestream.extract", bootstrap, properties=kafka.gathered_fetch(java=True))
     (env.from_source(source, WatermarkStrategy.no_watermarks(), "requests").uid("extract.source")
         .flat_map(Extract(extractor_ref, bootstrap, requests, registry.name("deadletter")), output_type=Types.STRING())
         .uid("extract").name("extract")

@@ -21,7 +21,7 @@ _D = {name: f.default for name, f in WorkerSettings.model_fields.items()}
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=_D["batch_size"],
               help="Most records per micro-batch.")
 @click.option("--batch-ms", type=click.FloatRange(0.1, 10_000), default=_D["batch_ms"],
-              help="Longest wait for a batch to fill, in ms: the latency batching may add.")
+              help="Longest wait for a first record, in ms; a batch is that record and what else is already fetched.")
 @click.option("--metrics-port", type=int, default=_D["metrics_port"], help="Serve /metrics here; 0: off.")
 @click.option("--registry-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Model registry folder. [default: models/registry]")

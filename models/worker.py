@@ -52,7 +52,7 @@ class WorkerSettings(BaseSettings):
     model: str
     role: Literal["candidate", "canary"] = "candidate"
     batch_size: int = 1000              # most records per micro-batch
-    batch_ms: float = 5.0               # longest wait for a batch to fill: the latency batching may add
+    batch_ms: float = 5.0               # longest wait for a first record; the batch is what is fetched by then
     metrics_port: int = 0               # 0: no /metrics endpoint
     registry_dir: Path | None = None    # None: models/registry of this package
     session_timeout_ms: int = 10_000    # how soon a dead replica's partitions move to the others
@@ -110,7 +110,8 @@ class Worker:
         self.producer = kafka.producer(bootstrap, **{"client.id": self.stamp.worker})
         self.deadletters = DeadLetterSink(self.producer, topics.name("deadletter"), self.stage)
         consumer_config = {"session.timeout.ms": settings.session_timeout_ms, "client.id": self.stamp.worker,
-                           "partition.assignment.strategy": "cooperative-sticky", "on_commit": self._on_commit}
+                           "partition.assignment.strategy": "cooperative-sticky", "on_commit": self._on_commit,
+                           **kafka.gathered_fetch()}
         if settings.instance_id:
             consumer_config["group.instance.id"] = settings.instance_id
         self.consumer = kafka.consumer(self.group, bootstrap, **consumer_config)
@@ -137,7 +138,7 @@ class Worker:
         gc.freeze()
         try:
             while not self.stopping:
-                messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_ms / 1000)
+                messages = kafka.consume_ready(self.consumer, self.settings.batch_size, self.settings.batch_ms / 1000)
                 if messages:
                     self.submit(messages)
                 self.producer.poll(0)                   # serve delivery callbacks

@@ -1,8 +1,8 @@
 """The per-request state machine of the rendezvous, without Flink.
 
 The Flink job keeps one `RequestState` per request id and turns what these
-functions return into Flink calls: results to emit, timers to register, state
-to clear. Times are epoch milliseconds; a request's clock starts at its `ts`.
+functions return into Flink calls: results to emit, timers to register or
+delete, state to store or clear. Times are epoch milliseconds; a request's clock starts at its `ts`.
 
 >>> from rendezvous.policy import Arm, Policy
 >>> policy = Policy(3, 100, (Arm("m@1"),), (), 0.5)
@@ -11,8 +11,8 @@ to clear. Times are epoch milliseconds; a request's clock starts at its `ts`.
 >>> step.timers                     # only the next deadline: here the SLA
 (1100,)
 >>> step = on_score(state, "r1", "m@1", 0.9, policy, now=1010)
->>> step.result.rule, step.timers   # answered: only the end of the grace period is left
-('preferred', (11100,))
+>>> step.result.rule, step.timers, step.cancel   # answered: the SLA timer goes, the end of grace comes
+('preferred', (11100,), (1100,))
 >>> on_score(state, "r1", "m@1", 0.9, policy, now=1020).event
 'late_score'
 >>> on_timer(state, "r1", policy, now=11100).clear
@@ -37,12 +37,19 @@ class RequestState:
     scores: dict[str, float] = field(default_factory=dict)
     answered: bool = False
     first_seen: float | None = None    # when anything of this request arrived (clean-up of orphans)
+    timer: int | None = None           # the one timer registered for this request
+
+    def __reduce__(self):
+        # Flink pickles the state on every event: a tuple of fields pickles several times faster than __dict__
+        return RequestState, (self.ts, self.preferred, self.scores, self.answered, self.first_seen, self.timer)
 
 
 @dataclass(frozen=True)
 class Step:
     result: Result | None = None
-    timers: tuple[int, ...] = ()
+    timers: tuple[int, ...] = ()       # to register
+    cancel: tuple[int, ...] = ()       # to delete: a deadline the answer made moot
+    store: bool = False                # the state changed: write it back
     clear: bool = False
     event: str | None = None           # a counter to raise: duplicate_request, duplicate_score, late_score, orphan_scores
 
@@ -53,7 +60,7 @@ def on_request(state: RequestState, request_id: str, ts: int, preferred: str, po
     state.ts, state.preferred = ts, preferred
     state.first_seen = state.first_seen or now
     result = _try_answer(state, request_id, policy, now)
-    return Step(result=result, timers=_next_timer(state, policy, now))
+    return _schedule(state, _next_timer(state, policy, now), result=result)
 
 
 def on_score(state: RequestState, request_id: str, model: str, score: float, policy: Policy, now: float) -> Step:
@@ -65,33 +72,42 @@ def on_score(state: RequestState, request_id: str, model: str, score: float, pol
     if state.ts is None:                       # the score overtook its request, or no request will come
         if state.first_seen is None:
             state.first_seen = now
-            return Step(timers=(int(now + policy.sla_ms + GRACE_MS),))
-        return Step()
+            return _schedule(state, int(now + policy.sla_ms + GRACE_MS))
+        return Step(store=True)
     result = _try_answer(state, request_id, policy, now)
-    return Step(result=result, timers=_next_timer(state, policy, now) if result else ())
+    return _schedule(state, _next_timer(state, policy, now), result=result) if result else Step(store=True)
 
 
 def on_timer(state: RequestState, request_id: str, policy: Policy, now: float) -> Step:
+    if state.timer is not None and now < state.timer:
+        return Step()                          # a timer replaced by a later one that could not be deleted
+    state.timer = None
     if state.ts is None:
-        return Step(clear=True, event="orphan_scores") if state.first_seen is not None else Step(clear=True)
+        return Step(clear=True, event="orphan_scores" if state.first_seen is not None else None)
     if now >= _grace_end(state, policy):
         return Step(clear=True)
-    if state.answered:          # a deadline passed after the answer: nothing to do
-        return Step()
     result = _try_answer(state, request_id, policy, now)
-    return Step(result=result, timers=_next_timer(state, policy, now))
+    return _schedule(state, _next_timer(state, policy, now), result=result)
+
+
+def _schedule(state: RequestState, timer: int, result: Result | None = None) -> Step:
+    """One timer at a time (timers cost more than anything else in the job): register `timer`,
+    delete the one it replaces."""
+    previous, state.timer = state.timer, timer
+    if previous == timer:
+        return Step(result=result, store=True)
+    return Step(result=result, timers=(timer,), cancel=() if previous is None else (previous,), store=True)
 
 
 def _grace_end(state: RequestState, policy: Policy) -> int:
     return int(state.ts + policy.sla_ms + GRACE_MS)
 
 
-def _next_timer(state: RequestState, policy: Policy, now: float) -> tuple[int, ...]:
-    """One timer at a time (timers cost more than anything else in the job): the next deadline,
-    or, once answered, the end of the grace period."""
+def _next_timer(state: RequestState, policy: Policy, now: float) -> int:
+    """The next deadline, or, once answered, the end of the grace period."""
     if state.answered:
-        return (_grace_end(state, policy),)
-    return (next(int(state.ts + d) for d in policy.deadlines_ms if state.ts + d > now),)
+        return _grace_end(state, policy)
+    return next(int(state.ts + d) for d in policy.deadlines_ms if state.ts + d > now)
 
 
 def _try_answer(state: RequestState, request_id: str, policy: Policy, now: float) -> Result | None:

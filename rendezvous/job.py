@@ -17,7 +17,7 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from rendezvous import core
 from rendezvous.bandit import Bandit
 from rendezvous.policy import Policy, PolicyError
-from scorestream import flink
+from scorestream import flink, kafka
 from scorestream.topics import TopicRegistry
 
 log = logging.getLogger(__name__)
@@ -56,20 +56,33 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         serve(self.metrics_port)
         self.state = runtime_context.get_state(ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))
         self.bandit = Bandit()
-        self.policy_json, self.policy = None, Policy.from_dict(self.initial_policy)
-        metrics.POLICY_VERSION.set(self.policy.version)
+        self.events, self.answers = {}, {}      # labelled counters, looked up once each
+        self._use(Policy.from_dict(self.initial_policy))
+        self.restored_policy_read = False
+
+    def _use(self, policy: Policy) -> None:
+        self.policy = policy
+        self.metrics.POLICY_VERSION.set(policy.version)
 
     def _current_policy(self, ctx) -> Policy:
-        doc = ctx.get_broadcast_state(POLICY_STATE).get("rendezvous")
-        if doc is not None and doc != self.policy_json:
-            self.policy_json, self.policy = doc, Policy.from_dict(orjson.loads(doc))
-            self.metrics.POLICY_VERSION.set(self.policy.version)
+        """The policy in force. Every instance sees every control record, so it keeps its own copy; the
+        broadcast state (costly to read from Python) is read once, for the policy a savepoint restored."""
+        if not self.restored_policy_read:
+            self.restored_policy_read = True
+            doc = ctx.get_broadcast_state(POLICY_STATE).get("rendezvous")
+            if doc is not None:
+                self._use(Policy.from_dict(orjson.loads(doc)))
         return self.policy
+
+    def _count(self, event: str) -> None:
+        if event not in self.events:
+            self.events[event] = self.metrics.EVENTS.labels(event=event)
+        self.events[event].inc()
 
     def process_element(self, value, ctx):
         event = parse(value)
         if event is None:
-            self.metrics.EVENTS.labels(event="malformed").inc()
+            self._count("malformed")
             return
         policy = self._current_policy(ctx)
         now = ctx.timer_service().current_processing_time()
@@ -104,20 +117,29 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             return
         log.info("rendezvous: policy version %s in force", policy.version)
         ctx.get_broadcast_state(POLICY_STATE).put("rendezvous", orjson.dumps(policy.to_dict()).decode())
+        self._use(policy)
+        self.restored_policy_read = True
 
     def _apply(self, step: core.Step, state: core.RequestState, ctx):
-        for t in step.timers:
-            ctx.timer_service().register_processing_time_timer(t)
+        if step.timers or step.cancel:
+            timers = ctx.timer_service()
+            for t in step.cancel:
+                timers.delete_processing_time_timer(t)
+            for t in step.timers:
+                timers.register_processing_time_timer(t)
         if step.event:
-            self.metrics.EVENTS.labels(event=step.event).inc()
+            self._count(step.event)
         if step.clear:
             self.state.clear()
             self.metrics.LIVE_REQUESTS.dec()
-        else:
+        elif step.store:
             self.state.update(state)
         if step.result:
             r = step.result
-            self.metrics.ANSWERS.labels(rule=r.rule, model=f"{r.model}@{r.version}" if r.model else "default").inc()
+            key = (r.rule, f"{r.model}@{r.version}" if r.model else "default")
+            if key not in self.answers:
+                self.answers[key] = self.metrics.ANSWERS.labels(rule=key[0], model=key[1])
+            self.answers[key].inc()
             self.metrics.LATENCY.observe(r.latency_ms / 1000.0)
             if r.canary:
                 self.metrics.CANARY_DELTA.observe(r.canary["delta"])
@@ -129,7 +151,8 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
     no_wm = WatermarkStrategy.no_watermarks()
     # one source for both topics: a single consumer and no parse step before the key
     events = (env.from_source(flink.kafka_source([registry.name("requests"), registry.name("scores")], group,
-                                                 bootstrap), no_wm, "requests+scores")
+                                                 bootstrap, properties=kafka.gathered_fetch(java=True)),
+                               no_wm, "requests+scores")
               .uid("rendezvous.source.events"))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
                                                   start="earliest"), no_wm, "control")

@@ -63,7 +63,8 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
     return env
 
 
-def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str = "committed", bounded: bool = False):
+def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str = "committed", bounded: bool = False,
+                 properties: dict | None = None):
     """A KafkaSource of value strings. start: earliest | latest | committed (earliest when none)."""
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
@@ -78,6 +79,8 @@ def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str 
                .set_group_id(group).set_starting_offsets(offsets)
                .set_value_only_deserializer(SimpleStringSchema())
                .set_property("isolation.level", "read_committed"))
+    for key, value in (properties or {}).items():
+        builder = builder.set_property(key, str(value))
     if bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
     return builder.build()

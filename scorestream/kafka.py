@@ -44,6 +44,15 @@ def consumer(group: str, bootstrap: str | None = None, **overrides: Any) -> Cons
     return Consumer(config | overrides)
 
 
+def gathered_fetch(java: bool = False) -> dict[str, Any]:
+    """Consumer settings that let the broker hold a fetch up to KafkaSettings.fetch_wait_ms to gather records
+    (fewer, fuller fetches); librdkafka's keys, or the Java client's with java=True. Empty when the wait is 0."""
+    wait = KafkaSettings().fetch_wait_ms
+    if wait <= 0:
+        return {}
+    return {"fetch.max.wait.ms" if java else "fetch.wait.max.ms": wait, "fetch.min.bytes": 65536}
+
+
 def produce(p: Producer, topic: str, record: KafkaRecord, on_delivery=None) -> None:
     """Produce one record, waiting for queue space instead of failing when the buffer is full."""
     while True:

@@ -19,6 +19,9 @@ class Sim:
             self.results.append(step.result)
         if step.event:
             self.events.append(step.event)
+        for t in step.cancel:
+            self.timers.remove((t, key))
+            heapq.heapify(self.timers)
         for t in step.timers:
             heapq.heappush(self.timers, (t, key))
         if step.clear:
@@ -54,6 +57,18 @@ def test_every_request_one_answer_and_state_is_freed():
     assert {r.rule for r in sim.results} == {"preferred", "fallback@30ms", "default"}
     assert all(r.latency_ms <= 100 for r in sim.results)
     assert sim.states == {}                                  # nothing outlives its grace period
+    assert sim.timers == []
+
+
+def test_one_timer_per_request_at_a_time():
+    sim = Sim()
+    sim.request("r", 0, 0)
+    assert sim.timers == [(30, "r")]
+    sim.score("r", "m3@1", 0.9, 5)                           # answered: the deadline is deleted, grace begins
+    assert sim.timers == [(POLICY.sla_ms + GRACE_MS, "r")]
+    sim.score("ghost", "m1@1", 0.5, 6)                       # the canary's score: never an answer by itself
+    sim.request("ghost", 4, 7)                               # the request after its score: the orphan timer goes
+    assert sorted(sim.timers) == [(34, "ghost"), (POLICY.sla_ms + GRACE_MS, "r")]
 
 
 def test_duplicates_and_late_scores_never_answer_twice():
