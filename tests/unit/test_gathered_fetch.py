@@ -1,0 +1,14 @@
+"""Readers on the answer's path let the broker gather records: the same wait in librdkafka's and Java's keys."""
+
+from scorestream.kafka import gathered_fetch
+
+
+def test_wait_in_both_clients_keys(monkeypatch):
+    monkeypatch.setenv("SCORESTREAM_FETCH_WAIT_MS", "7")
+    assert gathered_fetch() == {"fetch.wait.max.ms": 7, "fetch.min.bytes": 65536}
+    assert gathered_fetch(java=True) == {"fetch.max.wait.ms": 7, "fetch.min.bytes": 65536}
+
+
+def test_zero_wakes_readers_on_every_record(monkeypatch):
+    monkeypatch.setenv("SCORESTREAM_FETCH_WAIT_MS", "0")
+    assert gathered_fetch() == {} == gathered_fetch(java=True)
