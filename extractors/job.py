@@ -8,6 +8,8 @@ safe before the source offset moves on.
 
 from __future__ import annotations
 
+import gc
+
 from pyflink.common import Types, WatermarkStrategy
 from pyflink.datastream.functions import FlatMapFunction, RuntimeContext
 
@@ -28,6 +30,7 @@ class Extract(FlatMapFunction):
         from extractors import get_extractor
         self.extractor = get_extractor(self.extractor_ref)
         self.dead = DeadLetterSink(kafka.producer(self.bootstrap), self.deadletter_topic, STAGE)
+        gc.freeze()     # start-up objects never die: keep them out of the collector's full passes
 
     def flat_map(self, value: str):
         from extractors import ExtractError

@@ -7,6 +7,7 @@ Operator uids are stable (`rendezvous.*`): savepoints restore by them.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import orjson
@@ -59,6 +60,8 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         self.events, self.answers = {}, {}      # labelled counters, looked up once each
         self._use(Policy.from_dict(self.initial_policy))
         self.restored_policy_read = False
+        # PyFlink, pemja and the job's modules never die: keep them out of the collector's full passes
+        gc.freeze()
 
     def _use(self, policy: Policy) -> None:
         self.policy = policy
