@@ -79,9 +79,7 @@ def on_score(state: RequestState, request_id: str, model: str, score: float, pol
 
 
 def on_timer(state: RequestState, request_id: str, policy: Policy, now: float) -> Step:
-    if state.timer is not None and now < state.timer:
-        return Step()                          # a timer replaced by a later one that could not be deleted
-    state.timer = None
+    state.timer = None                         # the one timer this request had: it just fired
     if state.ts is None:
         return Step(clear=True, event="orphan_scores" if state.first_seen is not None else None)
     if now >= _grace_end(state, policy):

@@ -57,7 +57,7 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         serve(self.metrics_port)
         self.state = runtime_context.get_state(ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))
         self.bandit = Bandit()
-        self.events, self.answers = {}, {}      # labelled counters, looked up once each
+        self.counters = {}                      # labelled counters, looked up once each
         self._use(Policy.from_dict(self.initial_policy))
         self.restored_policy_read = False
         # PyFlink, pemja and the job's modules never die: keep them out of the collector's full passes
@@ -77,15 +77,16 @@ class Rendezvous(KeyedBroadcastProcessFunction):
                 self._use(Policy.from_dict(orjson.loads(doc)))
         return self.policy
 
-    def _count(self, event: str) -> None:
-        if event not in self.events:
-            self.events[event] = self.metrics.EVENTS.labels(event=event)
-        self.events[event].inc()
+    def _inc(self, counter, *labels: str) -> None:
+        child = self.counters.get((counter, labels))
+        if child is None:
+            child = self.counters[(counter, labels)] = counter.labels(*labels)
+        child.inc()
 
     def process_element(self, value, ctx):
         event = parse(value)
         if event is None:
-            self._count("malformed")
+            self._inc(self.metrics.EVENTS, "malformed")
             return
         policy = self._current_policy(ctx)
         now = ctx.timer_service().current_processing_time()
@@ -124,14 +125,13 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         self.restored_policy_read = True
 
     def _apply(self, step: core.Step, state: core.RequestState, ctx):
-        if step.timers or step.cancel:
-            timers = ctx.timer_service()
-            for t in step.cancel:
-                timers.delete_processing_time_timer(t)
-            for t in step.timers:
-                timers.register_processing_time_timer(t)
+        timers = ctx.timer_service()
+        for t in step.cancel:
+            timers.delete_processing_time_timer(t)
+        for t in step.timers:
+            timers.register_processing_time_timer(t)
         if step.event:
-            self._count(step.event)
+            self._inc(self.metrics.EVENTS, step.event)
         if step.clear:
             self.state.clear()
             self.metrics.LIVE_REQUESTS.dec()
@@ -139,10 +139,7 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             self.state.update(state)
         if step.result:
             r = step.result
-            key = (r.rule, f"{r.model}@{r.version}" if r.model else "default")
-            if key not in self.answers:
-                self.answers[key] = self.metrics.ANSWERS.labels(rule=key[0], model=key[1])
-            self.answers[key].inc()
+            self._inc(self.metrics.ANSWERS, r.rule, f"{r.model}@{r.version}" if r.model else "default")
             self.metrics.LATENCY.observe(r.latency_ms / 1000.0)
             if r.canary:
                 self.metrics.CANARY_DELTA.observe(r.canary["delta"])
