@@ -44,6 +44,10 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 # consumers join at once instead of waiting for more members
 group.initial.rebalance.delay.ms=0
+# the embedded broker shares two cores with the whole system: fewer request threads than
+# Kafka's defaults (8 I/O, 3 network) switch less (docs/benchmarks.md)
+num.io.threads=2
+num.network.threads=1
 """
 
 LOG4J2_PROPERTIES = """\

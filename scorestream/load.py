@@ -51,8 +51,13 @@ class LoadReport:
 
 
 def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: float, sla_ms: float,
-             bootstrap: str | None = None, seed: int = 1, drain_s: float = 5.0, on_progress=None) -> LoadReport:
-    """Publish rate*duration_s requests at `rate`, collect their answers until all came or drain_s passed."""
+             bootstrap: str | None = None, seed: int = 1, drain_s: float = 5.0, on_progress=None,
+             lead_in_s: float = 1.0) -> LoadReport:
+    """Publish rate*duration_s requests at `rate`, collect their answers until all came or drain_s passed.
+
+    The first lead_in_s of traffic, at the same rate, is not counted: a new producer has to connect and
+    get its producer id first, and the records queued meanwhile would count as the system's latency.
+    """
     report = LoadReport(rate, sla_ms)
     sent: dict[bytes, int] = {}
     answered: set[bytes] = set()
@@ -87,22 +92,25 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
     reader = threading.Thread(target=collect, daemon=True)
     reader.start()
     producer = kafka.producer(bootstrap, **{"linger.ms": 0})
-    total = int(rate * duration_s)
+    total, lead_in = int(rate * duration_s), int(rate * lead_in_s)
     samples = iter(TransactionGenerator(seed))
     start = time.perf_counter()
-    for i in range(total):
-        delay = start + i / rate - time.perf_counter()
+    for i in range(-lead_in, total):
+        delay = start + (i + lead_in) / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+        if i == 0:
+            counted_from = time.perf_counter()
         sample = next(samples)
         request = Request(sample.request_id, int(time.time() * 1000), sample.payload)
-        sent[request.key] = request.ts
+        if i >= 0:
+            sent[request.key] = request.ts
         kafka.produce(producer, requests_topic, request.to_record())
         producer.poll(0)
-        if on_progress and i % 100 == 0:
+        if on_progress and i >= 0 and i % 100 == 0:
             on_progress(i)
     producer.flush(30)
-    report.seconds = time.perf_counter() - start
+    report.seconds = time.perf_counter() - counted_from
     report.published = total
     deadline = time.monotonic() + drain_s
     while len(answered) < total and time.monotonic() < deadline:
