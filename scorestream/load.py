@@ -94,7 +94,7 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
     producer = kafka.producer(bootstrap, **{"linger.ms": 0})
     total, lead_in = int(rate * duration_s), int(rate * lead_in_s)
     samples = iter(TransactionGenerator(seed))
-    start = time.perf_counter()
+    start = counted_from = time.perf_counter()
     for i in range(-lead_in, total):
         delay = start + (i + lead_in) / rate - time.perf_counter()
         if delay > 0:
