@@ -41,7 +41,7 @@ class KafkaSettings(_Settings):
     topics_file: Path = PROJECT_ROOT / "topics.yaml"
     # How long the broker may hold a fetch of a consumer on the answer's path to gather more records.
     # 0 wakes every consumer on every record: the broker's CPU then goes up with readers x records.
-    fetch_wait_ms: int = 10
+    fetch_wait_ms: int = 5
 
     def bootstrap(self) -> str:
         """The configured servers, else the embedded broker's, else localhost:9092."""
