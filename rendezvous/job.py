@@ -146,12 +146,13 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             yield r.to_json().decode()
 
 
-def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_port: int = 0) -> None:
-    group = "scorestream.rendezvous"
+def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_port: int = 0,
+          group: str = "scorestream.rendezvous", start: str = "committed") -> None:
+    """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench)."""
     no_wm = WatermarkStrategy.no_watermarks()
     # one source for both topics: a single consumer and no parse step before the key
     events = (env.from_source(flink.kafka_source([registry.name("requests"), registry.name("scores")], group,
-                                                 bootstrap, properties=kafka.gathered_fetch(java=True)),
+                                                 bootstrap, start=start, properties=kafka.gathered_fetch(java=True)),
                                no_wm, "requests+scores")
               .uid("rendezvous.source.events"))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,

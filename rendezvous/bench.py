@@ -1,0 +1,163 @@
+"""Two rendezvous jobs side by side, to judge a setting (docs/benchmarks.md).
+
+    scorestream up
+    python -m rendezvous.bench --a SCORESTREAM_FLINK_BUFFER_TIMEOUT_MS=5 --b SCORESTREAM_FLINK_BUFFER_TIMEOUT_MS=1
+
+On a shared 2-core machine, two whole-system runs a few minutes apart differ by more than most settings do.
+Here two extra rendezvous jobs, one per setting (environment variables), read the same requests and scores
+of the running stack at the same time, each in its own consumer group from the newest offset, and write
+their own results topics. Each round publishes synthetic requests at --rate, then reports per job the CPU
+of its process tree (from /proc) and the latency it measured itself (request ts -> answer). The stack's own
+rendezvous keeps running (stopping it would leave it a backlog to catch up, answering late), so three jobs
+share the cores: keep --rate well below what the system takes alone.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import click
+from confluent_kafka.admin import NewTopic
+
+from scorestream.settings import StackSettings
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += [c for c, parent in parents.items() if parent == p]
+    return tree
+
+
+def _cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / HZ
+
+
+def _env(assignments: tuple[str, ...]) -> dict[str, str]:
+    env = dict(os.environ)
+    for a in assignments:
+        name, sep, value = a.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{a!r}: expected NAME=VALUE")
+        env[name] = value
+    return env
+
+
+def _serve(tag: str) -> None:
+    """One side job: the rendezvous graph under its own group and results topic (run in a child process)."""
+    import dataclasses
+
+    from rendezvous.job import build
+    from rendezvous.policy import DEFAULT_PATH, Policy
+    from scorestream import flink
+    from scorestream.settings import KafkaSettings
+    from scorestream.topics import TopicRegistry
+
+    registry = TopicRegistry.load()
+    topics = dict(registry.topics)
+    topics["results"] = dataclasses.replace(registry["results"], name=_results_topic(registry, tag))
+    policy = Policy.load(DEFAULT_PATH)
+    flink.run_job(f"rendezvous-{tag}", lambda env: build(env, TopicRegistry(topics), KafkaSettings().bootstrap(),
+                                                         policy, group=f"scorestream.rendezvous.{tag}",
+                                                         start="latest"))
+
+
+def _results_topic(registry, tag: str) -> str:
+    return f"{registry.name('results')}.{tag}"
+
+
+def _latencies(consumer) -> list[float]:
+    from scorestream.client import follow
+    return [r.latency_ms for r in follow(consumer, idle_s=3.0)]
+
+
+@click.command()
+@click.option("--a", "a_env", multiple=True, help="NAME=VALUE for job A (repeatable).")
+@click.option("--b", "b_env", multiple=True, help="NAME=VALUE for job B (repeatable).")
+@click.option("--rate", type=float, default=200.0, show_default=True, help="Requests per second in each round.")
+@click.option("--duration", type=float, default=30.0, show_default=True, help="Seconds of each round.")
+@click.option("--rounds", type=int, default=3, show_default=True)
+@click.option("--warm-up", "warm_up_s", type=float, default=60.0, show_default=True,
+              help="Seconds of traffic first, not counted (the JIT of fresh JVMs).")
+@click.option("--serve", hidden=True)
+def main(a_env, b_env, rate, duration, rounds, warm_up_s, serve) -> None:
+    """Run two rendezvous jobs beside the stack, one per setting, on the same traffic; compare CPU and latency."""
+    if serve:
+        _serve(serve)
+        return
+    from scorestream import kafka
+    from scorestream.client import assigned_consumer
+    from scorestream.process import ManagedProcess
+    from scorestream.publish import publish, synthetic_requests
+    from scorestream.topics import TopicRegistry
+
+    registry = TopicRegistry.load()
+    if ManagedProcess("flink.rendezvous", StackSettings().home).pid() is None:
+        raise click.ClickException("the stack's rendezvous is not running: run `scorestream up` first")
+    run = uuid.uuid4().hex[:6]
+    jobs = {f"A-{run}": _env(a_env), f"B-{run}": _env(b_env)}
+    admin = kafka.admin()
+    for f in admin.create_topics([NewTopic(_results_topic(registry, t), 1, 1) for t in jobs]).values():
+        f.result()
+    procs = {t: subprocess.Popen([sys.executable, "-m", "rendezvous.bench", "--serve", t], env=env,
+                                 stdout=subprocess.PIPE, text=True) for t, env in jobs.items()}
+    try:
+        for t, p in procs.items():
+            line = p.stdout.readline()
+            if "submitted" not in line:
+                raise click.ClickException(f"job {t} did not start: {line.strip() or p.wait()}")
+        click.echo(f"A: {' '.join(a_env) or 'as is'}   B: {' '.join(b_env) or 'as is'}   warming up {warm_up_s:g}s")
+        publish(synthetic_requests(seed=0, count=int(rate * warm_up_s)), registry.name("requests"), rate=rate)
+        time.sleep(3)
+        rows = {t: [] for t in jobs}
+        for round_ in range(1, rounds + 1):
+            consumers = {t: assigned_consumer(_results_topic(registry, t)) for t in jobs}
+            cpu0, t0 = {t: _cpu_seconds(p.pid) for t, p in procs.items()}, time.monotonic()
+            publish(synthetic_requests(seed=round_, count=int(rate * duration)), registry.name("requests"), rate=rate)
+            cpu = {t: (_cpu_seconds(p.pid) - cpu0[t]) / (time.monotonic() - t0) for t, p in procs.items()}
+            for t, consumer in consumers.items():
+                lat = sorted(_latencies(consumer))
+                q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [float("nan")] * 99
+                row = (100 * cpu[t], q[49], q[89], q[98], 100 * sum(x <= 100 for x in lat) / max(1, len(lat)))
+                rows[t].append(row)
+                click.echo(f"round {round_} {t[0]}: {len(lat)} answers  CPU {row[0]:.1f}%  p50 {row[1]:.1f}  "
+                           f"p90 {row[2]:.1f}  p99 {row[3]:.1f} ms  within 100 ms {row[4]:.2f}%")
+        for t, r in rows.items():
+            med = [statistics.median(col) for col in zip(*r)]
+            click.echo(f"median {t[0]}: CPU {med[0]:.1f}%  p50 {med[1]:.1f}  p90 {med[2]:.1f}  p99 {med[3]:.1f} ms  "
+                       f"within 100 ms {med[4]:.2f}%")
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            p.wait(30)
+        admin.delete_topics([_results_topic(registry, t) for t in jobs])
+
+
+if __name__ == "__main__":
+    main()
