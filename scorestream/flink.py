@@ -103,7 +103,7 @@ class JobSettings(_Settings):
     """Latency knobs of the Flink jobs (SCORESTREAM_FLINK_*); the defaults are measured, see docs/benchmarks.md."""
 
     model_config = SettingsConfigDict(env_prefix="SCORESTREAM_FLINK_", frozen=True, extra="ignore")
-    buffer_timeout_ms: int = 1            # Flink's default of 100 ms would eat the SLA; 1 beat 5 side by side
+    buffer_timeout_ms: int = 5            # Flink's default of 100 ms would eat the SLA; 1 is faster only on an idle host
     bundle_size: int = 100                # Python records per bundle
     bundle_time_ms: int = 5               # longest a record waits in a bundle
     checkpoint_interval_ms: int = 5000    # source offsets are committed on checkpoints
