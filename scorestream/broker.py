@@ -140,8 +140,11 @@ class Broker:
         classpath = f"{jars}/*"
         if not (self.dir / "data" / "meta.properties").exists():
             self._format(java, classpath, props)
+        # a fixed heap, as Kafka's own start script sets: grown from a small start, G1 kept a young
+        # generation so small that it collected every ~0.7 s at 500 requests/s (docs/benchmarks.md)
+        heap = self.settings.kafka_heap
         self.process.start([
-            java, f"-Xmx{self.settings.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
+            java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             "-cp", classpath, "kafka.Kafka", str(props),
         ])
