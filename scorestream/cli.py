@@ -26,7 +26,7 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 \b
 Everyone:  up, down, status, demo, bench
 Producers: publish, results
-Models:    worker
+Models:    worker, deploy, undeploy
 Ops:       promote, decoy, topics apply, topics list
 Analysts:  replay
 """
@@ -96,6 +96,13 @@ def status() -> None:
         table.add_row(row.name, row.state, str(row.pid or "-"), f"{row.rss_mb:,.0f}", row.where)
     table.add_row("total", "", "", f"{sum(r.rss_mb for r in rows):,.0f}", "")
     out.print(table)
+    from scorestream import containers
+    client = containers.engine()
+    if client is not None and (found := containers.rows(client)):
+        table = Table("container", "state", "model", "image")
+        for row in found:
+            table.add_row(row.name, row.state, row.model or "-", row.image)
+        out.print(table)
 
 
 @cli.group("topics")
@@ -194,11 +201,11 @@ def _topic_name(topic: str) -> str:
 def _add_parts() -> None:
     """Verbs of the parts outside the core, each in its own folder."""
     from decoy.cli import decoy_cmd, replay_cmd
-    from models.cli import worker
+    from models.cli import deploy, undeploy, worker
     from rendezvous.cli import promote, results
     from scorestream.demo import bench, demo
 
-    for command in (worker, promote, results, demo, bench, decoy_cmd, replay_cmd):
+    for command in (worker, deploy, undeploy, promote, results, demo, bench, decoy_cmd, replay_cmd):
         cli.add_command(command)
 
 

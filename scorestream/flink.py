@@ -120,8 +120,12 @@ def run_job(name: str, build) -> None:
     env = environment(settings.config(), name=f"flink.{name}")
     env.set_buffer_timeout(settings.buffer_timeout_ms)
     build(env)
+    ready = StackSettings().home / "run" / f"flink.{name}.job"     # what a container's health check looks at
+    ready.unlink(missing_ok=True)
     client = env.execute_async(name)
     print(f"{name}: job {client.get_job_id()} submitted", flush=True)
+    ready.parent.mkdir(parents=True, exist_ok=True)
+    ready.write_text(str(client.get_job_id()))
     # wait in Python, not in a Java call, so SIGTERM is handled at once: cancel the job, then exit
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
