@@ -17,7 +17,8 @@ from rich.table import Table
 from scorestream import kafka, stack, topics
 from scorestream.console import err, out, progress
 from scorestream.errors import UserError
-from scorestream.publish import PublishReport, lines_to_requests, publish, synthetic_requests
+from scorestream.publish import (DelayedOutcomes, PublishReport, lines_to_outcomes, lines_to_requests, publish,
+                                 synthetic_requests)
 from scorestream.settings import KafkaSettings, StackSettings
 
 
@@ -25,9 +26,9 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 
 \b
 Everyone:  up, down, status, demo, bench
-Producers: publish, results
+Producers: publish, results, outcomes
 Models:    worker
-Ops:       promote, decoy, topics apply, topics list
+Ops:       policy, promote, decoy, topics apply, topics list
 Analysts:  replay
 """
 
@@ -133,26 +134,55 @@ def topics_list() -> None:
 @click.option("--count", type=int, default=10_000, help="How many synthetic requests.")
 @click.option("--rate", type=float, default=0.0, help="Requests per second; 0 = as fast as possible.")
 @click.option("--seed", type=int, default=None, help="Seed of the synthetic generator. [default: random]")
+@click.option("--regime", type=click.Choice(["old", "new"]), default="old",
+              help="Ground truth of the synthetic world: new = evening travel turned risky (scorestream/synthetic.py).")
+@click.option("--outcomes-after-ms", type=float, default=None,
+              help="Also publish each synthetic request's true label to scoring.outcomes this many ms later.")
 @click.option("--topic", default="requests", help="Topic id in topics.yaml (or a topic name).")
-def publish_cmd(source, synthetic: bool, count: int, rate: float, seed: int | None, topic: str) -> None:
+def publish_cmd(source, synthetic: bool, count: int, rate: float, seed: int | None, regime: str,
+                outcomes_after_ms: float | None, topic: str) -> None:
     """Publish scoring requests from SOURCE (JSON lines; - for stdin) or --synthetic.
 
     A line is a request {"request_id", "ts", "payload"} or a bare payload object;
     request_id and ts are filled in when absent. Bad lines are reported with their
-    number and not sent.
+    number and not sent. With --synthetic --outcomes-after-ms D, each request's
+    ground-truth label follows it D ms later on scoring.outcomes.
     """
     if synthetic == (source is not None):
         raise UserError("give either a SOURCE file (- for stdin) or --synthetic")
+    if outcomes_after_ms is not None and not synthetic:
+        raise UserError("--outcomes-after-ms needs --synthetic (a file has no labels: use `scorestream outcomes`)")
     name = _topic_name(topic)
     report = PublishReport()
     if synthetic:
         seed = random.randrange(2**31) if seed is None else seed
-        requests = synthetic_requests(seed, count)
+        delayed = None if outcomes_after_ms is None else DelayedOutcomes(_topic_name("outcomes"), outcomes_after_ms)
+        requests = synthetic_requests(seed, count, regime, labels=delayed.labels if delayed else None)
         with progress(count, "publishing") as advance:
-            publish(requests, name, rate, report=report, on_progress=advance)
-        out.print(f"seed {seed}")
+            publish(requests, name, rate, report=report, on_progress=advance, outcomes=delayed)
+        out.print(f"seed {seed}, regime {regime}" + (f", outcomes {report.outcomes}" if delayed else ""))
     else:
         publish(lines_to_requests(source, report), name, rate, report=report)
+    _report_sent(report, name)
+
+
+@cli.command("outcomes")
+@click.argument("source", type=click.File("rb"))
+def outcomes_cmd(source) -> None:
+    """Publish outcomes (true labels) from SOURCE (JSON lines; - for stdin) to scoring.outcomes.
+
+    A line is {"request_id": "...", "label": 0 or 1, "ts": epoch ms}; ts is
+    filled in when absent. The rendezvous joins each with every model's score
+    of that request (within the policy's outcome_horizon_s) and rewards every
+    model. Bad lines are reported with their number and not sent.
+    """
+    name = _topic_name("outcomes")
+    report = PublishReport()
+    publish(lines_to_outcomes(source, report), name, report=report)
+    _report_sent(report, name)
+
+
+def _report_sent(report: PublishReport, name: str) -> None:
     for number, reason in report.bad_lines[:20]:
         err.print(f"line {number}: {reason}")
     if len(report.bad_lines) > 20:
