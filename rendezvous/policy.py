@@ -84,7 +84,8 @@ class Policy:
         return _Parser(known_models).policy(root)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "sla_ms": self.sla_ms, "canary": self.canary, "extractor": self.extractor,
+        return {"version": self.version, "sla_ms": self.sla_ms, "extractor": self.extractor,
+                **({"canary": self.canary} if self.canary else {}),
                 "arms": [{"model": a.model, "max_share": a.max_share} for a in self.arms],
                 "fallback": [{"after_ms": f.after_ms, "use": list(f.use)} for f in self.fallback],
                 "default": {"score": self.default_score},

@@ -96,3 +96,8 @@ def test_up_refuses_an_invalid_policy_before_starting_anything(tmp_path):
     assert done.returncode == 1
     assert "policy line 11" in done.stderr and "must be above 30" in done.stderr
     assert not (tmp_path / "home" / "run").exists()      # nothing was started
+
+
+def test_a_policy_without_canary_round_trips():
+    policy = Policy.from_yaml("version: 1\nsla_ms: 100\narms: [{model: a@1}]\ndefault: {score: 0}\n")
+    assert Policy.from_dict(policy.to_dict()) == policy and policy.canary is None
