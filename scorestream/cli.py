@@ -225,10 +225,10 @@ def _add_parts() -> None:
     """Verbs of the parts outside the core, each in its own folder."""
     from decoy.cli import decoy_cmd, replay_cmd
     from models.cli import worker
-    from rendezvous.cli import promote, results
+    from rendezvous.cli import policy_cmd, promote, results
     from scorestream.demo import bench, demo
 
-    for command in (worker, promote, results, demo, bench, decoy_cmd, replay_cmd):
+    for command in (worker, policy_cmd, promote, results, demo, bench, decoy_cmd, replay_cmd):
         cli.add_command(command)
 
 
