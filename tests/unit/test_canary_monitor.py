@@ -109,7 +109,7 @@ def test_default_answers_burn_the_budget_and_rejections_count_for_nothing():
     alerts = run_window(mon, clock, rng, results=stopped)
     assert [(a.alert, a.model) for a in alerts] == [("default_answers", "*")]     # 100 % now and 25 % over 4 windows
     assert alerts[0].kind == "slo" and alerts[0].severity == "page" and alerts[0].value >= 10
-    later = [a for _ in range(2) for a in run_window(mon, clock, rng, results=stopped)]
+    later = [a for _ in range(3) for a in run_window(mon, clock, rng, results=stopped)]
     assert {(a.alert, a.model) for a in later} == {("model_late", m) for m in (CANARY, A, B)}  # 5 % budget: slower
 
 
