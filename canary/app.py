@@ -1,0 +1,80 @@
+"""The faust-streaming app of `scorestream canary`: scores and results in, alerts out.
+
+Two agents feed the Monitor in batches; a timer closes the windows that are due
+(the monitor's own event-time windows, not faust's wall-clock table sweep) and sends
+what the AlertBook decides to scoring.alerts. Before the first window closes, the
+alerts topic is read back, so a restarted monitor knows what fires already. The
+consumer group commits its offsets as faust acknowledges events: a restarted monitor
+resumes where it was, losing only the windows that were open (docs/canary.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from canary.alerts import latest, read_alerts
+from canary.monitor import CanarySettings, Monitor
+from scorestream.settings import KafkaSettings, StackSettings
+from scorestream.topics import TopicRegistry
+
+log = logging.getLogger("scorestream.canary")
+READY = "canary monitor running"
+
+
+def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: str | None = None,
+          registry: TopicRegistry | None = None) -> tuple[faust.App, Monitor]:
+    kafka_settings = KafkaSettings()
+    bootstrap = bootstrap or kafka_settings.bootstrap()
+    registry = registry or TopicRegistry.load()
+    prefix = kafka_settings.topic_prefix
+    state_dir = settings.state_dir or StackSettings().home / "canary"
+    monitor = Monitor(settings, policy.canary, known_models, set(policy.models), policy.sla_ms,
+                      state_dir / f"{prefix}references.json")
+    alerts_topic = registry.name("alerts")
+    monitor.restore(list(latest(read_alerts(alerts_topic, bootstrap)).values()))
+
+    app = faust.App(f"{prefix}scorestream.canary", broker=f"kafka://{bootstrap}", web_enabled=False,
+                    store="memory://", consumer_auto_offset_reset="latest", topic_replication_factor=1,
+                    producer_acks=-1, logging_config=None)
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    scores = app.topic(registry.name("scores"), **raw)
+    results = app.topic(registry.name("results"), **raw)
+    alerts = app.topic(alerts_topic, **raw)
+
+    @app.agent(scores)
+    async def on_scores(stream):
+        async for batch in stream.take(2000, within=0.2):
+            for value in batch:
+                monitor.on_score(value)
+
+    @app.agent(results)
+    async def on_results(stream):
+        async for events in stream.take_events(2000, within=0.2):
+            for event in events:
+                monitor.on_result(event.value, event.message.timestamp * 1000.0)
+
+    announced = False
+
+    @app.timer(interval=min(1.0, settings.window_s / 4))
+    async def close_windows():
+        nonlocal announced
+        if not announced:
+            print(f"{READY}: window {settings.window_s:g}s, canary {policy.canary}", flush=True)
+            announced = True
+        for alert in monitor.tick():
+            await alerts.send(key=alert.key, value=alert.to_json())
+            print(f"alert {alert.state}: {alert.alert} {alert.model} {alert.value:g} > {alert.threshold:g} "
+                  f"in {alert.window}: {alert.reason}", flush=True)
+
+    return app, monitor
+
+
+def run(settings: CanarySettings, policy, known_models: set[str]) -> None:
+    """Serve metrics, then run the app until SIGTERM/SIGINT."""
+    from scorestream.metrics import serve
+
+    app, _ = build(settings, policy, known_models)
+    serve(settings.metrics_port)
+    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
