@@ -52,8 +52,9 @@ class CanarySettings(BaseSettings):
     slo_default: float = 0.99         # answers given by a model (not the default rule)
     slo_sla: float = 0.99             # answers within the policy's sla_ms
     slo_model_late: float = 0.95      # answers that had a given model's score
-    burn_threshold: float = 10.0      # page when both windows burn the budget this many times too fast
-    long_windows: int = 6             # the long burn-rate window, in windows (the short one is 1)
+    burn_threshold: float = 14.4      # page when both windows burn the budget this many times too fast
+    short_windows: int = 5            # the short burn-rate window, in windows (5 min at 60 s)
+    long_windows: int = 60            # the long one (1 h at 60 s): 2 % of a 30-day budget gone in an hour
     metrics_port: int = 0
     state_dir: Path | None = None     # where references are kept; None: <SCORESTREAM_HOME>/canary
 
@@ -214,10 +215,11 @@ class Monitor:
     def _slos(self, w: Window) -> list[Alert]:
         self.history.append(w)
         long = list(self.history)
+        short = long[-self.s.short_windows:]
         out: list[Alert] = []
 
         def judge(slo: str, model: str, objective: float, bad, reason: str) -> None:
-            short_rate = burn_rate(bad(w), w.answers, 1.0 - objective)
+            short_rate = burn_rate(sum(bad(x) for x in short), sum(x.answers for x in short), 1.0 - objective)
             long_rate = burn_rate(sum(bad(x) for x in long), sum(x.answers for x in long), 1.0 - objective)
             m.BURN.labels(slo, model, "short").set(short_rate)
             m.BURN.labels(slo, model, "long").set(long_rate)

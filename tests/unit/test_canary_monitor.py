@@ -9,7 +9,8 @@ import orjson
 from canary.monitor import CanarySettings, Monitor
 
 CANARY, A, B = "fraud_lr@1", "fraud_xgb@2", "fraud_xgb@3"
-SETTINGS = CanarySettings(window_s=1.0, grace_s=0.1, reference_windows=3, min_count=50)
+SETTINGS = CanarySettings(window_s=1.0, grace_s=0.1, reference_windows=3, min_count=50, burn_threshold=10,
+                          short_windows=1, long_windows=6)
 
 
 class Clock:
