@@ -65,8 +65,9 @@ def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: s
             announced = True
         for alert in monitor.tick():
             await alerts.send(key=alert.key, value=alert.to_json())
-            print(f"alert {alert.state}: {alert.alert} {alert.model} {alert.value:g} > {alert.threshold:g} "
-                  f"in {alert.window}: {alert.reason}", flush=True)
+            print(f"alert {alert.state}: {alert.alert} {alert.model} {alert.value:g} "
+                  f"{'>' if alert.state == 'firing' else '<='} {alert.threshold:g} in {alert.window}: {alert.reason}",
+                  flush=True)
 
     return app, monitor
 
@@ -77,4 +78,4 @@ def run(settings: CanarySettings, policy, known_models: set[str]) -> None:
 
     app, _ = build(settings, policy, known_models)
     serve(settings.metrics_port)
-    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False).execute_from_commandline()

@@ -61,12 +61,12 @@ class Traffic:
     """Features at a steady rate from a background thread; `shift` changes the world mid-run."""
 
     def __init__(self, topic: str):
-        self.topic, self.shift, self.stop = topic, False, threading.Event()
+        self.topic, self.shift, self.stop, self.sent = topic, False, threading.Event(), 0
         self.extractor = get_extractor("txn@1")
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
-        p, gen, start, sent = kafka.producer(), TransactionGenerator(seed=int(time.time())), time.monotonic(), 0
+        p, gen, start = kafka.producer(), TransactionGenerator(seed=int(time.time())), time.monotonic()
         while not self.stop.is_set():
             samples = gen.batch(RATE // 10)
             payloads = [s.payload for s in samples]
@@ -77,8 +77,8 @@ class Traffic:
             for s, x in zip(samples, self.extractor.extract_many(payloads).tolist()):
                 kafka.produce(p, self.topic, Features(s.request_id, now, "txn@1", tuple(x)).to_record())
             p.poll(0)
-            sent += len(samples)
-            ahead = start + sent / RATE - time.monotonic()
+            self.sent += len(samples)
+            ahead = start + self.sent / RATE - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
         p.flush(10)
@@ -113,6 +113,12 @@ def wait_for_log(p, words: str, timeout_s: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def window_of(ms: float) -> float:
     return ms - ms % (WINDOW_S * 1000)
 
@@ -139,8 +145,11 @@ def test_stationary_then_broken_model_then_changed_world(registry, cli_env, proc
     traffic = Traffic(registry.name("features"))
     traffic.thread.start()
     try:
-        started = time.time() * 1000
+        cpu0, sent0 = cpu_seconds(monitor.pid), traffic.sent
         time.sleep(WINDOW_S * 5 + STATIONARY_S)
+        cpu, sent = cpu_seconds(monitor.pid) - cpu0, traffic.sent - sent0
+        print(f"monitor CPU: {cpu:.2f} s for {sent} requests x {len(MODELS)} scores: "
+              f"{1000 * cpu / sent:.3f} CPU-s per 1,000 requests")
         stationary = alerts_since(alerts_topic, 0)
         drift = [a for a in stationary if a.kind == "drift"]
         print(f"stationary: {STATIONARY_S / WINDOW_S:.0f} judged windows x 3 models x 3 signals, "
@@ -173,8 +182,17 @@ def test_stationary_then_broken_model_then_changed_world(registry, cli_env, proc
         print(f"changed world: canary_drift in window {delay} after the change (value {world[0].value}, "
               f"threshold {world[0].threshold}); runbook {world[0].runbook}")
         assert delay <= 3
+
+        # a restarted monitor picks up where it was: the world is still changed, nothing is repeated
+        monitor.terminate()
+        assert monitor.wait(30) == 0, open(monitor.log_path).read()[-3000:]
+        restarted_at = time.time() * 1000
+        monitor = procs("canary-restarted", "canary", env=env)
+        wait_for_log(monitor, "canary monitor running")
+        time.sleep(WINDOW_S * 4)
+        repeated = [a for a in alerts_since(alerts_topic, restarted_at) if a.state == "firing"]
+        assert repeated == [], repeated
     finally:
         traffic.stop.set()
         traffic.thread.join(10)
     assert monitor.poll() is None, open(monitor.log_path).read()[-3000:]
-    del started
