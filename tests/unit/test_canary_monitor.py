@@ -126,3 +126,13 @@ def test_a_restarted_monitor_repeats_no_firing_alert_and_keeps_its_references(tm
     again.restore(fired)
     assert set(again.references) == set(mon.references)
     assert run_window(again, clock2, rng, shift=0.1) == []
+
+
+def test_every_alert_links_to_a_runbook_section():
+    from pathlib import Path
+
+    from canary.alerts import runbook_link
+
+    runbook = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
+    for alert in ("canary_delta", "model_drift", "canary_drift", "default_answers", "sla", "model_late"):
+        assert f"\n## {runbook_link(alert).split('#')[1]}\n" in runbook, alert
