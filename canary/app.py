@@ -11,6 +11,7 @@ resumes where it was, losing only the windows that were open (docs/canary.md).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import faust
 
@@ -23,15 +24,19 @@ log = logging.getLogger("scorestream.canary")
 READY = "canary monitor running"
 
 
+def references_file(settings: CanarySettings) -> Path:
+    """Where the monitor keeps its references: one file per topic prefix, under <SCORESTREAM_HOME>/canary."""
+    return (settings.state_dir or StackSettings().home / "canary") / f"{KafkaSettings().topic_prefix}references.json"
+
+
 def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: str | None = None,
           registry: TopicRegistry | None = None) -> tuple[faust.App, Monitor]:
     kafka_settings = KafkaSettings()
     bootstrap = bootstrap or kafka_settings.bootstrap()
     registry = registry or TopicRegistry.load()
     prefix = kafka_settings.topic_prefix
-    state_dir = settings.state_dir or StackSettings().home / "canary"
     monitor = Monitor(settings, policy.canary, known_models, set(policy.models), policy.sla_ms,
-                      state_dir / f"{prefix}references.json")
+                      references_file(settings))
     alerts_topic = registry.name("alerts")
     monitor.restore(list(latest(read_alerts(alerts_topic, bootstrap)).values()))
 

@@ -9,21 +9,20 @@ judged (docs/canary.md) and the AlertBook decides what to publish.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from canary import metrics as m
 from canary.alerts import AlertBook, runbook_link
-from canary.stats import Reference, build_reference, burn_rate, ks_distance, share_beyond
+from canary.stats import (Reference, build_reference, burn_rate, ks_distance, load_references, save_references,
+                          share_beyond)
 from canary.windows import Window, Windows
 from scorestream.contract import Alert
 
@@ -202,7 +201,7 @@ class Monitor:
             value, threshold, breached = far, self.s.max_far_share, far > self.s.max_far_share
             reason = f"{far:.0%} of {model}'s scores are more than {self.s.max_delta:g} from the canary's"
         else:
-            value, threshold = ref.distance(s), ref.threshold
+            value, threshold = ref.distance(s), ref.threshold_for(s)
             m.KS.labels(model, signal).set(value)
             m.THRESHOLD.labels(model, signal).set(threshold)
             breached = value > threshold
@@ -257,16 +256,12 @@ class Monitor:
     # -- references kept across restarts ------------------------------------------------------------------
     def _save_references(self) -> None:
         if self.state_file:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({k: r.to_dict() for k, r in self.references.items()}))
-            tmp.replace(self.state_file)
+            save_references(self.references, self.state_file)
 
     def _load_references(self) -> None:
         if self.state_file and self.state_file.exists():
             try:
-                doc: dict[str, Any] = json.loads(self.state_file.read_text())
-                self.references = {k: Reference.from_dict(v) for k, v in doc.items()}
+                self.references = load_references(self.state_file)
                 log.info("references read from %s: %s", self.state_file, ", ".join(sorted(self.references)))
             except (ValueError, KeyError, RuntimeError) as exc:
                 log.warning("references in %s unreadable (%s): building new ones", self.state_file, exc)

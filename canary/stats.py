@@ -22,8 +22,10 @@ True
 from __future__ import annotations
 
 import base64
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -86,12 +88,44 @@ class Reference:
     def distance(self, window: kll_floats_sketch) -> float:
         return ks_distance(window, self.sketch)
 
+    def threshold_for(self, window: kll_floats_sketch) -> float:
+        """The learnt threshold, raised to the sampling noise of a window this small if need be."""
+        return max(self.threshold, noise_threshold(window.n, self.sketch.n))
+
     def to_dict(self) -> dict:
         return {"sketch": to_b64(self.sketch), "threshold": self.threshold, "spread": list(self.spread)}
 
     @classmethod
     def from_dict(cls, doc: dict) -> "Reference":
         return cls(from_b64(doc["sketch"]), float(doc["threshold"]), tuple(doc.get("spread", ())))
+
+
+NOISE_C = 2.47              # two-sample KS critical coefficient at alpha = 1e-5: sqrt(-ln(alpha / 2) / 2)
+
+
+def noise_threshold(n: int, m: int) -> float:
+    """The KS distance that sampling alone exceeds with probability 1e-5, for samples of n and m, plus the
+    rank error of both sketches. A floor under thresholds learnt from few reference windows, not a test:
+    at thousands of values per window it is far below what the world's own variation asks for.
+
+    >>> round(noise_threshold(400, 1200), 3), round(noise_threshold(5000, 25000), 3)
+    (0.169, 0.065)
+    """
+    if not n or not m:
+        return math.inf
+    return NOISE_C * math.sqrt((n + m) / (n * m)) + 2 * kll_floats_sketch.get_normalized_rank_error(K, False)
+
+
+def save_references(references: dict[str, Reference], path: Path) -> None:
+    """Written whole, then renamed: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: r.to_dict() for k, r in references.items()}))
+    tmp.replace(path)
+
+
+def load_references(path: Path) -> dict[str, Reference]:
+    return {k: Reference.from_dict(v) for k, v in json.loads(path.read_text()).items()}
 
 
 def build_reference(windows: Sequence[kll_floats_sketch], floor: float, multiplier: float) -> Reference:
