@@ -249,16 +249,26 @@ class Control(Message):
 
 @dataclass(frozen=True)
 class Alert(Message):
-    alert: str
-    model: str
-    value: float
+    """A record of the canary monitor: an alert firing, or resolved. Keyed by `alert:model`, so the
+    latest record per key says whether it fires (docs/canary.md)."""
+
+    choices = {"state": ("firing", "resolved"), "kind": ("drift", "slo"), "severity": ("page", "ticket")}
+    alert: str                    # canary_delta | model_drift | canary_drift | default_answers | sla | model_late
+    model: str                    # name@version, or "*" for the whole system
+    value: float                  # the figure that crossed (or fell back under) the threshold
     threshold: float
-    window: str
-    ts: int = 0
+    window: str                   # the monitor's window it was judged on: <start ISO>+<seconds>s
+    ts: int = 0                   # epoch ms when the record was written
+    state: str = "firing"
+    kind: str = "drift"
+    severity: str = "ticket"
+    first_seen: int = 0           # epoch ms of the window where it first fired
+    reason: str = ""              # one sentence for on-call
+    runbook: str = ""             # docs/runbook.md#<alert>
 
     @property
     def key(self) -> bytes:
-        return self.model.encode()
+        return f"{self.alert}:{self.model}".encode()
 
 
 @dataclass(frozen=True)
