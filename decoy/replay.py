@@ -104,7 +104,8 @@ def answered_scores(registry: TopicRegistry, time_range: TimeRange, late_ms: int
             result = Result.from_json(m.value())
         except ContractError:
             continue
-        out.setdefault(result.request_id, result.score)
+        if result.score is not None:              # a rejected request was not scored
+            out.setdefault(result.request_id, result.score)
     return out
 
 

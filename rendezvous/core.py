@@ -20,6 +20,17 @@ delete, state to store or clear. Times are epoch milliseconds; a request's clock
 (({'m@1': 0.9}, 1), 'outcome_joined')
 >>> on_timer(state, "r1", policy, now=31000).clear   # state lives until ts + outcome_horizon_s (30 s)
 True
+
+A request the extract job refused is answered at once, without a score:
+
+>>> from scorestream.contract import Rejection
+>>> state = RequestState()
+>>> step = on_rejection(state, Rejection("r2", "extract", "payload field 'amount' is missing", "payload.amount", 1000),
+...                     policy, now=1004)
+>>> step.result.rule, step.result.score, step.result.latency_ms, step.result.error["field"]
+('rejected', None, 4.0, 'payload.amount')
+>>> on_request(state, "r2", ts=1000, preferred="m@1", policy=policy, now=1005).event
+'duplicate_request'
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from dataclasses import dataclass, field
 
 from rendezvous.policy import Policy
 from rendezvous.selection import canary_comparison, decide
-from scorestream.contract import Result
+from scorestream.contract import Rejection, Result
 
 GRACE_MS = 10_000       # keep an answered request at least this long to recognise late and duplicate scores
 
@@ -57,7 +68,7 @@ class Step:
     store: bool = False                # the state changed: write it back
     clear: bool = False
     event: str | None = None           # a counter to raise: duplicate_request, duplicate_score, late_score,
-                                       # orphan_scores, outcome_joined, duplicate_outcome
+                                       # late_rejection, orphan_scores, outcome_joined, duplicate_outcome
     reward: tuple[dict[str, float], int] | None = None   # (scores, label): what the learner learns from
 
 
@@ -95,6 +106,20 @@ def on_outcome(state: RequestState, label: int) -> Step:
         return Step(event="duplicate_outcome")
     state.label = label
     return Step(store=True, event="outcome_joined", reward=(dict(state.scores), label) if state.scores else None)
+
+
+def on_rejection(state: RequestState, rejection: Rejection, policy: Policy, now: float) -> Step:
+    """A stage refused the request: answer `rejected` now, whether or not the request itself came yet."""
+    if state.answered:
+        return Step(event="late_rejection")    # the default answered first: the SLA passed before the refusal
+    if state.ts is None:
+        state.ts = rejection.ts if rejection.ts is not None else int(now)
+    state.first_seen = state.first_seen or now
+    state.answered = True
+    error = {"stage": rejection.stage, "reason": rejection.reason, "field": rejection.field}
+    result = Result(rejection.request_id, None, None, None, "rejected", round(float(now - state.ts), 3), {}, None,
+                    policy.version, error)
+    return _schedule(state, _state_end(state, policy), result=result)
 
 
 def on_timer(state: RequestState, request_id: str, policy: Policy, now: float,

@@ -25,7 +25,7 @@ from rendezvous.bandit import Bandit
 from rendezvous.learner import Learner, last_snapshot, read_snapshot, reward_record
 from rendezvous.policy import Policy, PolicyError
 from scorestream import flink, kafka
-from scorestream.contract import ContractError, KafkaRecord, Outcome
+from scorestream.contract import ContractError, KafkaRecord, Outcome, Rejection
 from scorestream.topics import TopicRegistry
 
 log = logging.getLogger(__name__)
@@ -35,16 +35,20 @@ REWARDS = OutputTag("rewards", Types.STRING())
 
 def parse(value: str) -> tuple | None:
     """A request -> ("request", id, ts), a score -> ("score", id, name@version, score),
-    an outcome -> ("outcome", id, label) or ("bad_outcome", id, reason); None if none of these.
+    a rejection -> ("rejection", id, Rejection), an outcome -> ("outcome", id, label) or
+    ("bad_outcome", id, reason); None if none of these.
 
-    The three topics come through one source, so one parse tells them apart (an outcome is what has a
-    label). The extract job and the workers dead-letter malformed requests and scores, so here they are
-    only counted; the rendezvous is the one reader of outcomes, so it dead-letters bad ones.
+    The four topics come through one source, so one parse tells them apart (a rejection has a stage, an
+    outcome a label). The extract job and the workers dead-letter malformed requests and scores, so here
+    they are only counted; the rendezvous is the one reader of outcomes, so it dead-letters bad ones.
     """
     try:
         doc = orjson.loads(value)
         if "payload" in doc:
             return ("request", str(doc["request_id"]), int(doc["ts"]))
+        if "stage" in doc:
+            rejection = Rejection.from_dict(doc)
+            return ("rejection", rejection.request_id, rejection)
         if "label" in doc:
             try:
                 outcome = Outcome.from_dict(doc)
@@ -52,7 +56,7 @@ def parse(value: str) -> tuple | None:
                 return ("bad_outcome", str(doc.get("request_id", "")), str(exc))
             return ("outcome", outcome.request_id, outcome.label)
         return ("score", str(doc["request_id"]), f"{doc['model']}@{doc['version']}", float(doc["score"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):  # ContractError: ValueError
         return None
 
 
@@ -134,6 +138,8 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         if event[0] == "request":
             _, request_id, ts = event
             step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now, capped)
+        elif event[0] == "rejection":
+            step = core.on_rejection(state, event[2], policy, now)
         else:
             _, request_id, model, score = event
             step = core.on_score(state, request_id, model, score, policy, now, capped)
@@ -208,7 +214,9 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             r = step.result
             model = f"{r.model}@{r.version}" if r.model else None
             self.bandit.answered(model)
-            self._inc(self.metrics.ANSWERS, r.rule, model or "default")
+            self._inc(self.metrics.ANSWERS, r.rule, model or r.rule)
+            if r.error:
+                self._inc(self.metrics.REJECTED, r.error["stage"], r.error["field"])
             self.metrics.LATENCY.observe(r.latency_ms / 1000.0)
             if r.canary:
                 self.metrics.CANARY_DELTA.observe(r.canary["delta"])
@@ -219,11 +227,11 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
           group: str = "scorestream.rendezvous", start: str = "committed") -> None:
     """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench)."""
     no_wm = WatermarkStrategy.no_watermarks()
-    # one source for the three keyed topics: a single consumer and no parse step before the key
-    keyed = [registry.name("requests"), registry.name("scores"), registry.name("outcomes")]
+    # one source for the four keyed topics: a single consumer and no parse step before the key
+    keyed = [registry.name(t) for t in ("requests", "scores", "rejections", "outcomes")]
     events = (env.from_source(flink.kafka_source(keyed, group, bootstrap, start=start,
                                                  properties=kafka.gathered_fetch(java=True)),
-                              no_wm, "requests+scores+outcomes")
+                              no_wm, "requests+scores+rejections+outcomes")
               .uid("rendezvous.source.events"))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
                                                   start="earliest"), no_wm, "control")

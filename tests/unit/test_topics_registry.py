@@ -2,8 +2,8 @@ import pytest
 
 from scorestream.topics import TopicRegistry
 
-DESIGN_TOPICS = {"requests", "archive", "features", "scores", "results", "outcomes", "control", "alerts", "deadletter",
-                 "posteriors"}
+DESIGN_TOPICS = {"requests", "archive", "features", "rejections", "scores", "results", "outcomes", "control", "alerts",
+                 "deadletter", "posteriors"}
 
 
 def test_every_design_topic_is_declared():
