@@ -1,7 +1,10 @@
-"""The rendezvous job (Flink): requests + scores keyed by request id, the policy broadcast.
+"""The rendezvous job (Flink): requests + scores + outcomes keyed by request id, policy and posteriors broadcast.
 
 A thin shell over rendezvous.core: Flink holds the per-request state and the
-processing-time timers; core decides. Exactly one result per request.
+processing-time timers; core decides. Exactly one result per request. An
+outcome joined with its request's scores becomes a reward (side output) for
+the learner (rendezvous/learner.py), whose posterior snapshots come back
+through scoring.posteriors into the broadcast state.
 Operator uids are stable (`rendezvous.*`): savepoints restore by them.
 """
 
@@ -9,29 +12,35 @@ from __future__ import annotations
 
 import gc
 import logging
+from dataclasses import replace
 
 import orjson
 from pyflink.common import Types, WatermarkStrategy
+from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from rendezvous import core
 from rendezvous.bandit import Bandit
+from rendezvous.learner import Learner, last_snapshot, read_snapshot, reward_record
 from rendezvous.policy import Policy, PolicyError
 from scorestream import flink, kafka
-from scorestream.contract import Rejection
+from scorestream.contract import ContractError, KafkaRecord, Outcome, Rejection
 from scorestream.topics import TopicRegistry
 
 log = logging.getLogger(__name__)
 POLICY_STATE = MapStateDescriptor("policy", Types.STRING(), Types.STRING())
+REWARDS = OutputTag("rewards", Types.STRING())
 
 
 def parse(value: str) -> tuple | None:
     """A request -> ("request", id, ts), a score -> ("score", id, name@version, score),
-    a rejection -> ("rejection", id, Rejection); None if none of them.
+    a rejection -> ("rejection", id, Rejection), an outcome -> ("outcome", id, label) or
+    ("bad_outcome", id, reason); None if none of these.
 
-    The three topics come through one source, so one parse tells them apart; the extract job and the
-    workers dead-letter malformed records, so here they are only counted.
+    The four topics come through one source, so one parse tells them apart (a rejection has a stage, an
+    outcome a label). The extract job and the workers dead-letter malformed requests and scores, so here
+    they are only counted; the rendezvous is the one reader of outcomes, so it dead-letters bad ones.
     """
     try:
         doc = orjson.loads(value)
@@ -40,8 +49,14 @@ def parse(value: str) -> tuple | None:
         if "stage" in doc:
             rejection = Rejection.from_dict(doc)
             return ("rejection", rejection.request_id, rejection)
+        if "label" in doc:
+            try:
+                outcome = Outcome.from_dict(doc)
+            except ContractError as exc:
+                return ("bad_outcome", str(doc.get("request_id", "")), str(exc))
+            return ("outcome", outcome.request_id, outcome.label)
         return ("score", str(doc["request_id"]), f"{doc['model']}@{doc['version']}", float(doc["score"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):     # ContractError is a ValueError
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):  # ContractError: ValueError
         return None
 
 
@@ -52,8 +67,9 @@ def request_id_of(value: str) -> str:
 
 
 class Rendezvous(KeyedBroadcastProcessFunction):
-    def __init__(self, policy: dict, metrics_port: int):
+    def __init__(self, policy: dict, metrics_port: int, bootstrap: str, topics: dict[str, str]):
         self.initial_policy, self.metrics_port = policy, metrics_port
+        self.bootstrap, self.topics = bootstrap, topics      # topics: outcomes, posteriors, deadletter
 
     def open(self, runtime_context) -> None:
         from rendezvous import metrics
@@ -63,8 +79,12 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         self.state = runtime_context.get_state(ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))
         self.bandit = Bandit()
         self.counters = {}                      # labelled counters, looked up once each
+        self.dead = None                        # dead letters of bad outcomes, opened on the first one
         self._use(Policy.from_dict(self.initial_policy))
         self.restored_policy_read = False
+        resume = last_snapshot(self.topics["posteriors"], self.bootstrap)   # a start without state
+        if resume is not None:
+            self._learned(resume)
         # PyFlink, pemja and the job's modules never die: keep them out of the collector's full passes
         gc.freeze()
 
@@ -72,14 +92,26 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         self.policy = policy
         self.metrics.POLICY_VERSION.set(policy.version)
 
+    def _learned(self, snapshot: dict) -> None:
+        """Posteriors of the learner in force for the next choices, and on the dashboard."""
+        self.bandit.use(snapshot["posteriors"])
+        for model, p in self.bandit.posteriors.items():
+            self.metrics.POSTERIOR_MEAN.labels(model).set(p.mean)
+        self.metrics.OUTCOMES_LEARNED.set(snapshot["outcomes"])
+
     def _current_policy(self, ctx) -> Policy:
         """The policy in force. Every instance sees every control record, so it keeps its own copy; the
-        broadcast state (costly to read from Python) is read once, for the policy a savepoint restored."""
+        broadcast state (costly to read from Python) is read once, for what a savepoint restored: the policy
+        and the posteriors."""
         if not self.restored_policy_read:
             self.restored_policy_read = True
-            doc = ctx.get_broadcast_state(POLICY_STATE).get("rendezvous")
+            broadcast = ctx.get_broadcast_state(POLICY_STATE)
+            doc = broadcast.get("rendezvous")
             if doc is not None:
                 self._use(Policy.from_dict(orjson.loads(doc)))
+            learned = read_snapshot(broadcast.get("posteriors"))
+            if learned is not None:
+                self._learned(learned)
         return self.policy
 
     def _inc(self, counter, *labels: str) -> None:
@@ -96,28 +128,60 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         policy = self._current_policy(ctx)
         now = ctx.timer_service().current_processing_time()
         state = self.state.value()
+        if event[0] in ("outcome", "bad_outcome"):
+            yield from self._outcome(event, value, state, policy, ctx)
+            return
         if state is None:
             state = core.RequestState()
             self.metrics.LIVE_REQUESTS.inc()
+        capped = self.bandit.capped(policy)
         if event[0] == "request":
             _, request_id, ts = event
-            step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now)
+            step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now, capped)
         elif event[0] == "rejection":
             step = core.on_rejection(state, event[2], policy, now)
         else:
             _, request_id, model, score = event
-            step = core.on_score(state, request_id, model, score, policy, now)
-        yield from self._apply(step, state, ctx)
+            step = core.on_score(state, request_id, model, score, policy, now, capped)
+        yield from self._apply(step, state, ctx, policy)
+
+    def _outcome(self, event: tuple, value: str, state: core.RequestState | None, policy: Policy, ctx):
+        """Joined while the request's state is held (until ts + outcome_horizon_s); an outcome that comes
+        later, or for an id never seen, finds no state: counted, never stored."""
+        if event[0] == "bad_outcome":
+            self._inc(self.metrics.OUTCOMES, "invalid")
+            self._dead_letter(value, event[2])
+            return
+        if state is None:
+            self._inc(self.metrics.OUTCOMES, "unmatched")
+            return
+        step = core.on_outcome(state, event[2])
+        self._inc(self.metrics.OUTCOMES, "joined" if step.event == "outcome_joined" else "duplicate")
+        yield from self._apply(replace(step, event=None), state, ctx, policy)
+
+    def _dead_letter(self, value: str, reason: str) -> None:
+        from scorestream.deadletter import DeadLetterSink
+        if self.dead is None:
+            self.dead = DeadLetterSink(kafka.producer(self.bootstrap), self.topics["deadletter"], "rendezvous")
+        self.dead.send(KafkaRecord(None, value.encode(), topic=self.topics["outcomes"]), reason)
+        self.dead.producer.flush(30)      # rare; safe before the source offset moves on
 
     def on_timer(self, timestamp, ctx):
         state = self.state.value()
         if state is None:
             return
-        step = core.on_timer(state, ctx.get_current_key(), self._current_policy(ctx), timestamp)
-        yield from self._apply(step, state, ctx)
+        policy = self._current_policy(ctx)
+        step = core.on_timer(state, ctx.get_current_key(), policy, timestamp, self.bandit.capped(policy))
+        yield from self._apply(step, state, ctx, policy)
 
     def process_broadcast_element(self, value, ctx):
-        """A control record: a policy document replaces the policy in force (validated first)."""
+        """A control record: a policy document replaces the policy in force (validated first).
+        A posteriors snapshot of the learner: the bandit chooses with it from now on."""
+        learned = read_snapshot(value) if value.startswith('{"posteriors"') else None
+        if learned is not None:
+            ctx.get_broadcast_state(POLICY_STATE).put("posteriors", value)
+            self._learned(learned)
+            return
         try:
             doc = orjson.loads(value)
             if doc.get("kind") != "policy" or doc.get("name") != "rendezvous":
@@ -131,7 +195,7 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         self._use(policy)
         self.restored_policy_read = True
 
-    def _apply(self, step: core.Step, state: core.RequestState, ctx):
+    def _apply(self, step: core.Step, state: core.RequestState, ctx, policy: Policy):
         timers = ctx.timer_service()
         for t in step.cancel:
             timers.delete_processing_time_timer(t)
@@ -144,9 +208,13 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             self.metrics.LIVE_REQUESTS.dec()
         elif step.store:
             self.state.update(state)
+        if step.reward and step.reward[0]:
+            yield REWARDS, reward_record(step.reward[0], step.reward[1], policy.discount)
         if step.result:
             r = step.result
-            self._inc(self.metrics.ANSWERS, r.rule, f"{r.model}@{r.version}" if r.model else r.rule)
+            model = f"{r.model}@{r.version}" if r.model else None
+            self.bandit.answered(model)
+            self._inc(self.metrics.ANSWERS, r.rule, model or r.rule)
             if r.error:
                 self._inc(self.metrics.REJECTED, r.error["stage"], r.error["field"])
             self.metrics.LATENCY.observe(r.latency_ms / 1000.0)
@@ -159,17 +227,27 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
           group: str = "scorestream.rendezvous", start: str = "committed") -> None:
     """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench)."""
     no_wm = WatermarkStrategy.no_watermarks()
-    # one source for all three topics: a single consumer and no parse step before the key
-    inputs = [registry.name("requests"), registry.name("scores"), registry.name("rejections")]
-    events = (env.from_source(flink.kafka_source(inputs, group,
-                                                 bootstrap, start=start, properties=kafka.gathered_fetch(java=True)),
-                               no_wm, "requests+scores+rejections")
+    # one source for the four keyed topics: a single consumer and no parse step before the key
+    keyed = [registry.name(t) for t in ("requests", "scores", "rejections", "outcomes")]
+    events = (env.from_source(flink.kafka_source(keyed, group, bootstrap, start=start,
+                                                 properties=kafka.gathered_fetch(java=True)),
+                              no_wm, "requests+scores+rejections+outcomes")
               .uid("rendezvous.source.events"))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
                                                   start="earliest"), no_wm, "control")
                .uid("rendezvous.source.control"))
-    (events.key_by(request_id_of, key_type=Types.STRING())
-        .connect(control.broadcast(POLICY_STATE))
-        .process(Rendezvous(policy.to_dict(), metrics_port), output_type=Types.STRING())
-        .uid("rendezvous").name("rendezvous")
-        .sink_to(flink.kafka_sink(registry.name("results"), bootstrap)).uid("rendezvous.sink"))
+    # a start without state reads the newest snapshot directly (learner.last_snapshot), then follows
+    posteriors = (env.from_source(flink.kafka_source(registry.name("posteriors"), group + ".posteriors", bootstrap,
+                                                     start="latest"), no_wm, "posteriors")
+                  .uid("rendezvous.source.posteriors"))
+    topics = {t: registry.name(t) for t in ("outcomes", "posteriors", "deadletter")}
+    answers = (events.key_by(request_id_of, key_type=Types.STRING())
+               .connect(control.union(posteriors).broadcast(POLICY_STATE))
+               .process(Rendezvous(policy.to_dict(), metrics_port, bootstrap, topics), output_type=Types.STRING())
+               .uid("rendezvous").name("rendezvous"))
+    answers.sink_to(flink.kafka_sink(registry.name("results"), bootstrap)).uid("rendezvous.sink")
+    (answers.get_side_output(REWARDS)
+        .key_by(lambda _: "bandit", key_type=Types.STRING())
+        .process(Learner(topics["posteriors"], bootstrap), output_type=Types.STRING())
+        .uid("rendezvous.learner").name("learner")
+        .sink_to(flink.kafka_sink(topics["posteriors"], bootstrap)).uid("rendezvous.learner.sink"))

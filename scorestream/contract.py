@@ -139,7 +139,7 @@ class Message:
             values[name] = _check(cls.__name__, name, hint, doc[name])
             allowed = cls.choices.get(name)
             if allowed and values[name] not in allowed:
-                raise ContractError(cls.__name__, name, f"must be one of {', '.join(allowed)}, got {values[name]!r}")
+                raise ContractError(cls.__name__, name, f"must be one of {', '.join(map(str, allowed))}, got {values[name]!r}")
         return cls(**values)
 
     @classmethod
@@ -227,9 +227,15 @@ class Result(Message):
 
 @dataclass(frozen=True)
 class Outcome(Message):
+    """The truth about a request, learned later (a chargeback, a confirmed fraud): keyed by request id.
+
+    The rendezvous joins it with every model's score of that request and rewards every model's posterior.
+    """
+
+    choices = {"label": (0, 1)}
     request_id: str
-    label: int
-    ts: int
+    label: int                    # 1 = fraud, 0 = not fraud; nothing else
+    ts: int                       # epoch ms when the label was established
 
 
 @dataclass(frozen=True)
@@ -249,16 +255,26 @@ class Control(Message):
 
 @dataclass(frozen=True)
 class Alert(Message):
-    alert: str
-    model: str
-    value: float
+    """A record of the canary monitor: an alert firing, or resolved. Keyed by `alert:model`, so the
+    latest record per key says whether it fires (docs/canary.md)."""
+
+    choices = {"state": ("firing", "resolved"), "kind": ("drift", "slo"), "severity": ("page", "ticket")}
+    alert: str                    # canary_delta | model_drift | canary_drift | default_answers | sla | model_late
+    model: str                    # name@version, or "*" for the whole system
+    value: float                  # the figure that crossed (or fell back under) the threshold
     threshold: float
-    window: str
-    ts: int = 0
+    window: str                   # the monitor's window it was judged on: <start ISO>+<seconds>s
+    ts: int = 0                   # epoch ms when the record was written
+    state: str = "firing"
+    kind: str = "drift"
+    severity: str = "ticket"
+    first_seen: int = 0           # epoch ms of the window where it first fired
+    reason: str = ""              # one sentence for on-call
+    runbook: str = ""             # docs/runbook.md#<alert>
 
     @property
     def key(self) -> bytes:
-        return self.model.encode()
+        return f"{self.alert}:{self.model}".encode()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from prometheus_client import Counter, start_http_server
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 DEAD_LETTERED = Counter("scorestream_dead_lettered_total", "Records sent to the dead-letter topic", ["stage"])
+_SERVED: set[int] = set()
 
 
 def serve(port: int | None) -> None:
@@ -22,5 +23,6 @@ def serve(port: int | None) -> None:
     On 127.0.0.1 unless SCORESTREAM_METRICS_ADDR says otherwise: a container
     sets 0.0.0.0 so Prometheus can reach it through the published port.
     """
-    if port:
+    if port and port not in _SERVED:      # a Flink task restarted in the same interpreter opens again
         start_http_server(port, addr=os.environ.get("SCORESTREAM_METRICS_ADDR", "127.0.0.1"))
+        _SERVED.add(port)

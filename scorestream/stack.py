@@ -21,6 +21,7 @@ from scorestream.process import ManagedProcess, rss_bytes
 from scorestream.settings import StackSettings
 
 JOB_READY_TIMEOUT_S = 180.0
+CANARY_PORT_OFFSET = 50       # the canary monitor's /metrics: metrics_port_base + 50 (workers count up from + 2)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class Part:
 
 
 def system_parts(settings: StackSettings, policy_path: Path | None = None) -> list[Part]:
-    """The Flink jobs, one worker per model the policy names (the canary as canary), and the decoy."""
+    """The Flink jobs, one worker per model the policy names (the canary as canary), the decoy and the canary
+    monitor."""
     from models.registry import list_models
     from rendezvous.policy import DEFAULT_PATH, Policy
 
@@ -52,7 +54,9 @@ def system_parts(settings: StackSettings, policy_path: Path | None = None) -> li
     parts = [Part("flink.extract", ("job", "extract", "--policy", str(policy_path)), "submitted"),
              Part("flink.rendezvous", ("job", "rendezvous", "--policy", str(policy_path), "--metrics-port", str(port)),
                   "submitted"),
-             Part("decoy", ("decoy", "--metrics-port", str(port + 1)))]
+             Part("decoy", ("decoy", "--metrics-port", str(port + 1))),
+             Part("canary", ("canary", "--policy", str(policy_path), "--metrics-port", str(port + CANARY_PORT_OFFSET)),
+                  "canary monitor running")]
     for i, ref in enumerate(sorted(policy.models), start=2):
         role = "canary" if ref == policy.canary else "candidate"
         parts.append(Part(f"score.{ref}", ("worker", "--model", ref, "--role", role, "--metrics-port", str(port + i))))
