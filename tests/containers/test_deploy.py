@@ -31,7 +31,8 @@ XGB4_PREFERRED = WITHOUT_XGB4.replace("version: 101", "version: 102").replace("f
 
 
 def cli(system, *args, timeout=120):
-    done = subprocess.run([sys.executable, "-m", "scorestream.cli", *args], env=system.env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "scorestream.cli", *args], env=system.env | {"COLUMNS": "250"},
+                          capture_output=True,
                           text=True, timeout=timeout)
     return done.returncode, done.stdout + done.stderr
 
