@@ -19,6 +19,7 @@ from rendezvous import core
 from rendezvous.bandit import Bandit
 from rendezvous.policy import Policy, PolicyError
 from scorestream import flink, kafka
+from scorestream.contract import Rejection
 from scorestream.topics import TopicRegistry
 
 log = logging.getLogger(__name__)
@@ -26,17 +27,21 @@ POLICY_STATE = MapStateDescriptor("policy", Types.STRING(), Types.STRING())
 
 
 def parse(value: str) -> tuple | None:
-    """A request -> ("request", id, ts), a score -> ("score", id, name@version, score); None if neither.
+    """A request -> ("request", id, ts), a score -> ("score", id, name@version, score),
+    a rejection -> ("rejection", id, Rejection); None if none of them.
 
-    Both topics come through one source, so one parse tells them apart; the extract job and the
+    The three topics come through one source, so one parse tells them apart; the extract job and the
     workers dead-letter malformed records, so here they are only counted.
     """
     try:
         doc = orjson.loads(value)
         if "payload" in doc:
             return ("request", str(doc["request_id"]), int(doc["ts"]))
+        if "stage" in doc:
+            rejection = Rejection.from_dict(doc)
+            return ("rejection", rejection.request_id, rejection)
         return ("score", str(doc["request_id"]), f"{doc['model']}@{doc['version']}", float(doc["score"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):     # ContractError is a ValueError
         return None
 
 
@@ -97,6 +102,8 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         if event[0] == "request":
             _, request_id, ts = event
             step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now)
+        elif event[0] == "rejection":
+            step = core.on_rejection(state, event[2], policy, now)
         else:
             _, request_id, model, score = event
             step = core.on_score(state, request_id, model, score, policy, now)
@@ -139,7 +146,9 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             self.state.update(state)
         if step.result:
             r = step.result
-            self._inc(self.metrics.ANSWERS, r.rule, f"{r.model}@{r.version}" if r.model else "default")
+            self._inc(self.metrics.ANSWERS, r.rule, f"{r.model}@{r.version}" if r.model else r.rule)
+            if r.error:
+                self._inc(self.metrics.REJECTED, r.error["stage"], r.error["field"])
             self.metrics.LATENCY.observe(r.latency_ms / 1000.0)
             if r.canary:
                 self.metrics.CANARY_DELTA.observe(r.canary["delta"])
@@ -150,10 +159,11 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
           group: str = "scorestream.rendezvous", start: str = "committed") -> None:
     """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench)."""
     no_wm = WatermarkStrategy.no_watermarks()
-    # one source for both topics: a single consumer and no parse step before the key
-    events = (env.from_source(flink.kafka_source([registry.name("requests"), registry.name("scores")], group,
+    # one source for all three topics: a single consumer and no parse step before the key
+    inputs = [registry.name("requests"), registry.name("scores"), registry.name("rejections")]
+    events = (env.from_source(flink.kafka_source(inputs, group,
                                                  bootstrap, start=start, properties=kafka.gathered_fetch(java=True)),
-                               no_wm, "requests+scores")
+                               no_wm, "requests+scores+rejections")
               .uid("rendezvous.source.events"))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
                                                   start="earliest"), no_wm, "control")

@@ -201,16 +201,28 @@ class Score(Message):
 
 
 @dataclass(frozen=True)
+class Rejection(Message):
+    """A request a stage refused (its dead letter says the same): the rendezvous answers it at once."""
+
+    request_id: str
+    stage: str                    # the stage that refused it, as in its dead letter's error.stage
+    reason: str                   # as in its dead letter's error.reason
+    field: str                    # what failed, few values (a metric label): payload.amount, request.ts, ...
+    ts: int | None = None         # the request's ts, when it had a valid one
+
+
+@dataclass(frozen=True)
 class Result(Message):
     request_id: str
-    score: float
-    model: str | None             # None when the default answered
+    score: float | None           # None when the request was rejected
+    model: str | None             # None when the default answered or the request was rejected
     version: int | None
-    rule: str                     # preferred | fallback@<after_ms> | default
+    rule: str                     # preferred | fallback@<after_ms> | default | rejected
     latency_ms: float
     candidates: dict[str, float]  # name@version -> score, those that had arrived
     canary: dict[str, Any] | None  # {"score", "delta"} when the canary had scored
     policy_version: int
+    error: dict[str, str] | None = None   # rejected: {"stage", "reason", "field"}, as its dead letter says
 
 
 @dataclass(frozen=True)
