@@ -114,11 +114,10 @@ def _print_firing() -> None:
     if not firing:
         out.print("alerts: none firing")
         return
-    table = Table("alert firing", "model", "value", "threshold", "since", "runbook")
-    for a in firing:
+    for a in firing:          # one plain line each: a table would cut names and links on a narrow terminal
         since = time.strftime("%H:%M:%S", time.gmtime(a.first_seen / 1000)) if a.first_seen else "-"
-        table.add_row(a.alert, a.model, f"{a.value:g}", f"{a.threshold:g}", since, a.runbook)
-    out.print(table)
+        out.print(f"alert firing: {a.alert} {a.model} {a.value:g} (threshold {a.threshold:g}) since {since} UTC, "
+                  f"{a.severity}: {a.reason}; see {a.runbook}", highlight=False, soft_wrap=True)
 
 
 @cli.group("topics")
