@@ -88,6 +88,15 @@ def on_timer(state: RequestState, request_id: str, policy: Policy, now: float) -
     return _schedule(state, _next_timer(state, policy, now), result=result)
 
 
+def mark_answered(state: RequestState) -> bool:
+    """A request answered by a run whose state was lost (a crash after the restored checkpoint): never answer
+    it again; its timers then only free it after the grace period. True if it was not marked yet."""
+    if state.answered:
+        return False
+    state.answered = True
+    return True
+
+
 def _schedule(state: RequestState, timer: int, result: Result | None = None) -> Step:
     """One timer at a time (timers cost more than anything else in the job): register `timer`,
     delete the one it replaces."""

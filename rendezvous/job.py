@@ -7,6 +7,7 @@ Operator uids are stable (`rendezvous.*`): savepoints restore by them.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 
@@ -47,8 +48,13 @@ def request_id_of(value: str) -> str:
 
 
 class Rendezvous(KeyedBroadcastProcessFunction):
-    def __init__(self, policy: dict, metrics_port: int):
+    """answered_before: request ids a crashed run answered after the restore point (marked, never answered
+    again); answered_by: the deployment every result names."""
+
+    def __init__(self, policy: dict, metrics_port: int, answered_before: frozenset = frozenset(),
+                 answered_by: dict | None = None):
         self.initial_policy, self.metrics_port = policy, metrics_port
+        self.answered_before, self.answered_by = answered_before, answered_by
 
     def open(self, runtime_context) -> None:
         from rendezvous import metrics
@@ -91,9 +97,13 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         policy = self._current_policy(ctx)
         now = ctx.timer_service().current_processing_time()
         state = self.state.value()
-        if state is None:
+        fresh = state is None
+        if fresh:
             state = core.RequestState()
             self.metrics.LIVE_REQUESTS.inc()
+        # a fresh state for a score is stored as it is (it cannot answer): mark it when its request comes
+        if self.answered_before and not (fresh and event[0] == "score"):
+            self._mark_if_answered_before(state, event[1])
         if event[0] == "request":
             _, request_id, ts = event
             step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now)
@@ -106,8 +116,14 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         state = self.state.value()
         if state is None:
             return
+        if self.answered_before:
+            self._mark_if_answered_before(state, ctx.get_current_key())
         step = core.on_timer(state, ctx.get_current_key(), self._current_policy(ctx), timestamp)
         yield from self._apply(step, state, ctx)
+
+    def _mark_if_answered_before(self, state: core.RequestState, request_id: str) -> None:
+        if request_id in self.answered_before and core.mark_answered(state):
+            self._inc(self.metrics.EVENTS, "answered_before_restore")
 
     def process_broadcast_element(self, value, ctx):
         """A control record: a policy document replaces the policy in force (validated first)."""
@@ -139,6 +155,8 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             self.state.update(state)
         if step.result:
             r = step.result
+            if self.answered_by:
+                r = dataclasses.replace(r, answered_by=self.answered_by)
             self._inc(self.metrics.ANSWERS, r.rule, f"{r.model}@{r.version}" if r.model else "default")
             self.metrics.LATENCY.observe(r.latency_ms / 1000.0)
             if r.canary:
@@ -147,8 +165,10 @@ class Rendezvous(KeyedBroadcastProcessFunction):
 
 
 def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_port: int = 0,
-          group: str = "scorestream.rendezvous", start: str = "committed") -> None:
-    """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench)."""
+          group: str = "scorestream.rendezvous", start: str = "committed", answered_before: frozenset = frozenset(),
+          answered_by: dict | None = None) -> None:
+    """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench);
+    answered_before and answered_by: see Rendezvous."""
     no_wm = WatermarkStrategy.no_watermarks()
     # one source for both topics: a single consumer and no parse step before the key
     events = (env.from_source(flink.kafka_source([registry.name("requests"), registry.name("scores")], group,
@@ -160,6 +180,6 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
                .uid("rendezvous.source.control"))
     (events.key_by(request_id_of, key_type=Types.STRING())
         .connect(control.broadcast(POLICY_STATE))
-        .process(Rendezvous(policy.to_dict(), metrics_port), output_type=Types.STRING())
+        .process(Rendezvous(policy.to_dict(), metrics_port, answered_before, answered_by), output_type=Types.STRING())
         .uid("rendezvous").name("rendezvous")
         .sink_to(flink.kafka_sink(registry.name("results"), bootstrap)).uid("rendezvous.sink"))

@@ -211,6 +211,7 @@ class Result(Message):
     candidates: dict[str, float]  # name@version -> score, those that had arrived
     canary: dict[str, Any] | None  # {"score", "delta"} when the canary had scored
     policy_version: int
+    answered_by: dict[str, str] | None = None   # the deployment that answered: {"job", "version", "deployment"}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import site
+import socket
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,7 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "pipeline.jars": connector_jar().as_uri(),
-        "rest.port": "0",                                # several local jobs side by side
+        "rest.port": "0",                                # several local jobs side by side (run_job picks one)
         "classloader.check-leaked-classloader": "false",  # the Kafka admin thread outlives a bounded job
     } | (config or {})
     for key, value in settings.items():
@@ -114,19 +115,49 @@ class JobSettings(_Settings):
                 "execution.checkpointing.interval": f"{self.checkpoint_interval_ms} ms"}
 
 
-def run_job(name: str, build) -> None:
-    """Build a job on a fresh environment with the latency settings and run it until cancelled or stopped."""
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted=None) -> None:
+    """Build a job on a fresh environment with the latency settings and run it until cancelled or stopped.
+
+    The mini cluster's REST endpoint listens on a free port of 127.0.0.1, so the job is operable through
+    Flink's REST API (savepoints, stop); on_submitted(job_id, rest_url) is called once it runs.
+    A job that ends (stopped with a savepoint) returns; SIGTERM cancels it.
+    """
     settings = JobSettings()
-    env = environment(settings.config(), name=f"flink.{name}")
+    port = free_port()
+    env = environment(settings.config() | {"rest.port": str(port), "rest.address": "127.0.0.1",
+                                           "rest.bind-address": "127.0.0.1"} | (config or {}),
+                      name=f"flink.{name}")
     env.set_buffer_timeout(settings.buffer_timeout_ms)
     build(env)
     client = env.execute_async(name)
-    print(f"{name}: job {client.get_job_id()} submitted", flush=True)
+    job_id = str(client.get_job_id())
+    if on_submitted:
+        on_submitted(job_id, f"http://127.0.0.1:{port}")
+    print(f"{name}: job {job_id} submitted, REST http://127.0.0.1:{port}", flush=True)
     # wait in Python, not in a Java call, so SIGTERM is handled at once: cancel the job, then exit
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        while not client.get_job_status().result().is_globally_terminal_state():
+        while not (status := _status(client)) in ("gone", "FINISHED", "FAILED", "CANCELED"):
             time.sleep(1.0)
     finally:
-        client.cancel()
-    raise UserError(f"{name}: the job ended with status {client.get_job_status().result()}")
+        if _status(client) != "gone":
+            client.cancel()
+    if status in ("gone", "FINISHED"):       # a job that ends shuts its mini cluster down with it
+        print(f"{name}: job {job_id} ended", flush=True)
+        return
+    raise UserError(f"{name}: the job ended with status {status}")
+
+
+def _status(client) -> str:
+    """The job's status, or "gone" once its mini cluster has shut down."""
+    from py4j.protocol import Py4JJavaError
+    try:
+        return str(client.get_job_status().result())
+    except Py4JJavaError:
+        return "gone"
