@@ -38,10 +38,12 @@ class RequestState:
     answered: bool = False
     first_seen: float | None = None    # when anything of this request arrived (clean-up of orphans)
     timer: int | None = None           # the one timer registered for this request
+    owner: str | None = None           # the deployment that took the request, during a hot swap only
 
     def __reduce__(self):
         # Flink pickles the state on every event: a tuple of fields pickles several times faster than __dict__
-        return RequestState, (self.ts, self.preferred, self.scores, self.answered, self.first_seen, self.timer)
+        return RequestState, (self.ts, self.preferred, self.scores, self.answered, self.first_seen, self.timer,
+                              self.owner)
 
 
 @dataclass(frozen=True)

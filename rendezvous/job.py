@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 POLICY_STATE = MapStateDescriptor("policy", Types.STRING(), Types.STRING())
 
 
-def parse(value: str) -> tuple | None:
-    """A request -> ("request", id, ts), a score -> ("score", id, name@version, score); None if neither.
+def parse(value: str | None) -> tuple | None:
+    """A request -> ("request", id, ts), a score -> ("score", id, name@version, score),
+    a swap token -> ("token", body); None if neither.
 
     Both topics come through one source, so one parse tells them apart; the extract job and the
     workers dead-letter malformed records, so here they are only counted.
@@ -36,31 +37,42 @@ def parse(value: str) -> tuple | None:
         doc = orjson.loads(value)
         if "payload" in doc:
             return ("request", str(doc["request_id"]), int(doc["ts"]))
+        if doc.get("kind") == "token":
+            return ("token", doc["body"]) if doc.get("name") == "rendezvous" else ("token", {})
         return ("score", str(doc["request_id"]), f"{doc['model']}@{doc['version']}", float(doc["score"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
-def request_id_of(value: str) -> str:
-    """The key of a request or a score ("" for what does not parse: dropped and counted downstream)."""
-    event = parse(value)
-    return event[1] if event else ""
+def request_id_of(row) -> str:
+    """The key of a request or a score ("" for a token and what does not parse: dropped and counted downstream)."""
+    event = parse(row[0])
+    return event[1] if event and event[0] != "token" else ""
 
 
 class Rendezvous(KeyedBroadcastProcessFunction):
-    """answered_before: request ids a crashed run answered after the restore point (marked, never answered
-    again); answered_by: the deployment every result names."""
+    """Input rows are (value, topic, partition) of requests and scores.
 
-    def __init__(self, policy: dict, metrics_port: int, answered_before: frozenset = frozenset(),
-                 answered_by: dict | None = None):
-        self.initial_policy, self.metrics_port = policy, metrics_port
+    answered_before: request ids a crashed run answered after the restore point (marked, never answered
+    again); answered_by: the deployment every result names; predecessor: the deployment this one takes
+    over from by a swap token (scorestream.swap): until the token of a partition of the requests has passed,
+    its requests are the predecessor's, and so is every request the savepoint brought along.
+    """
+
+    def __init__(self, policy: dict, metrics_port: int, requests_topic: str, answered_before: frozenset = frozenset(),
+                 answered_by: dict | None = None, predecessor: str | None = None):
+        self.initial_policy, self.metrics_port, self.requests_topic = policy, metrics_port, requests_topic
         self.answered_before, self.answered_by = answered_before, answered_by
+        self.deployment = (answered_by or {}).get("deployment", "")
+        self.predecessor = predecessor
 
     def open(self, runtime_context) -> None:
         from rendezvous import metrics
         from scorestream.metrics import serve
         self.metrics = metrics
-        serve(self.metrics_port)
+        from scorestream.swap import Ownership
+        serve(self.metrics_port, wait=True)     # during a hot swap the predecessor holds the port until it stops
+        self.ownership = Ownership(self.deployment, self.predecessor)
         self.state = runtime_context.get_state(ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))
         self.bandit = Bandit()
         self.counters = {}                      # labelled counters, looked up once each
@@ -89,10 +101,14 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             child = self.counters[(counter, labels)] = counter.labels(*labels)
         child.inc()
 
-    def process_element(self, value, ctx):
-        event = parse(value)
+    def process_element(self, row, ctx):
+        event = parse(row[0])
         if event is None:
             self._inc(self.metrics.EVENTS, "malformed")
+            return
+        if event[0] == "token":
+            if row[1] == self.requests_topic:       # the cut is on the requests; tokens among the scores only pass
+                self._inc(self.metrics.EVENTS, self.ownership.token(row[2], event[1]) or "other_token")
             return
         policy = self._current_policy(ctx)
         now = ctx.timer_service().current_processing_time()
@@ -104,6 +120,13 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         # a fresh state for a score is stored as it is (it cannot answer): mark it when its request comes
         if self.answered_before and not (fresh and event[0] == "score"):
             self._mark_if_answered_before(state, event[1])
+        if event[0] == "request" and state.ts is None:
+            if not self.ownership.owns(row[2]):
+                self._mark(state, "not_owned")
+            elif self.predecessor:
+                state.owner = self.deployment
+        elif self.predecessor:
+            self._mark_if_predecessors(state)
         if event[0] == "request":
             _, request_id, ts = event
             step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now)
@@ -118,12 +141,24 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             return
         if self.answered_before:
             self._mark_if_answered_before(state, ctx.get_current_key())
+        if self.predecessor:
+            self._mark_if_predecessors(state)
         step = core.on_timer(state, ctx.get_current_key(), self._current_policy(ctx), timestamp)
         yield from self._apply(step, state, ctx)
 
     def _mark_if_answered_before(self, state: core.RequestState, request_id: str) -> None:
-        if request_id in self.answered_before and core.mark_answered(state):
-            self._inc(self.metrics.EVENTS, "answered_before_restore")
+        if request_id in self.answered_before:
+            self._mark(state, "answered_before_restore")
+
+    def _mark_if_predecessors(self, state: core.RequestState) -> None:
+        """A request seen before this deployment owned its partition (or in the savepoint) is answered by
+        the predecessor."""
+        if state.ts is not None and state.owner != self.deployment:
+            self._mark(state, "not_owned")
+
+    def _mark(self, state: core.RequestState, why: str) -> None:
+        if core.mark_answered(state):
+            self._inc(self.metrics.EVENTS, why)
 
     def process_broadcast_element(self, value, ctx):
         """A control record: a policy document replaces the policy in force (validated first)."""
@@ -166,20 +201,20 @@ class Rendezvous(KeyedBroadcastProcessFunction):
 
 def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_port: int = 0,
           group: str = "scorestream.rendezvous", start: str = "committed", answered_before: frozenset = frozenset(),
-          answered_by: dict | None = None) -> None:
+          answered_by: dict | None = None, predecessor: str | None = None) -> None:
     """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench);
-    answered_before and answered_by: see Rendezvous."""
+    answered_before, answered_by and predecessor: see Rendezvous."""
     no_wm = WatermarkStrategy.no_watermarks()
-    # one source for both topics: a single consumer and no parse step before the key
-    events = (env.from_source(flink.kafka_source([registry.name("requests"), registry.name("scores")], group,
-                                                 bootstrap, start=start, properties=kafka.gathered_fetch(java=True)),
-                               no_wm, "requests+scores")
-              .uid("rendezvous.source.events"))
+    # one source for both topics, with each record's partition (the cut of a hot swap is per partition)
+    events = flink.kafka_partitioned_source(env, "rendezvous_events", [registry.name("requests"),
+                                            registry.name("scores")], group, bootstrap, start=start,
+                                            properties=kafka.gathered_fetch(java=True))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
                                                   start="earliest"), no_wm, "control")
                .uid("rendezvous.source.control"))
     (events.key_by(request_id_of, key_type=Types.STRING())
         .connect(control.broadcast(POLICY_STATE))
-        .process(Rendezvous(policy.to_dict(), metrics_port, answered_before, answered_by), output_type=Types.STRING())
+        .process(Rendezvous(policy.to_dict(), metrics_port, registry.name("requests"), answered_before, answered_by,
+                            predecessor), output_type=Types.STRING())
         .uid("rendezvous").name("rendezvous")
         .sink_to(flink.kafka_sink(registry.name("results"), bootstrap)).uid("rendezvous.sink"))

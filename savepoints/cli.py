@@ -81,3 +81,33 @@ def job_rows(home) -> list[tuple[str, ...]]:
             state, checkpoint = "gone", "-"
         rows.append((name, deployment.flink_job_id, state, checkpoint, deployment.version, deployment.rest))
     return rows
+
+
+@click.command("upgrade")
+@click.argument("job", type=click.Choice(JOBS))
+@click.option("--dry-run", is_flag=True, help="Print the plan, change nothing.")
+@click.option("--grace-ms", type=float, default=1000.0, help="How long after the SLA the old version may still answer.")
+def upgrade_cmd(job: str, dry_run: bool, grace_ms: float) -> None:
+    """Hot swap JOB to the code on disk now, under load, nothing lost, nothing answered twice.
+
+    The new version starts beside the running one from its savepoint (the
+    bandit's learned state and the policy in force carry over), a swap token on
+    every partition of the job's input marks the cut: the old version answers
+    what came before it, the new one what came after (every result names its
+    deployment in `answered_by`). A new version that fails never takes traffic.
+    Undo: the same command with the previous code checked out.
+    """
+    from savepoints import upgrade
+
+    home = JobHome(StackSettings().home, job)
+    with upgrade.UpgradeLock(home):
+        p = upgrade.plan(job, grace_ms)
+        for line in p.lines():
+            out.print(line)
+        if dry_run:
+            out.print("dry run: nothing changed")
+            return
+        report = upgrade.run(p, say=lambda line: err.print(line, highlight=False))
+    out.print(f"upgraded {job}: {p.old.deployment} ({p.old.version}) -> {report.new.deployment} ({report.new.version}); "
+              f"savepoint {report.savepoint_s:.1f}s {report.savepoint_bytes / 1024:,.1f} KiB; new version ready in "
+              f"{report.new_ready_s:.1f}s; cut at {report.cut_ms}")

@@ -44,8 +44,13 @@ def flink_config(home: JobHome, point: RestorePoint | None) -> dict[str, str]:
     return config
 
 
-def run(job: str, build_job, restore: str = "latest") -> None:
-    """Run `job` until it is cancelled or stopped. build_job(env, answered_before, answered_by) builds its graph."""
+def run(job: str, build_job, restore: str = "latest", deployment_id: str | None = None,
+        predecessor: str | None = None) -> None:
+    """Run `job` until it is cancelled or stopped. build_job(env, answered_before, answered_by) builds its graph.
+
+    predecessor: this start is the new side of a hot swap (savepoints/upgrade.py): it is recorded among the
+    deployments, and becomes the current one only when the upgrade has cut over to it.
+    """
     settings, kafka_settings = StackSettings(), KafkaSettings()
     home = JobHome(settings.home, job)
     home.dir.mkdir(parents=True, exist_ok=True)
@@ -59,12 +64,12 @@ def run(job: str, build_job, restore: str = "latest") -> None:
             answered = frozenset(recovery.answered_since(results, point.time_ms, kafka_settings.bootstrap()))
             print(f"{job}: {len(answered)} requests answered since the restore point read from {results} "
                   f"in {time.monotonic() - t0:.1f}s; they will not be answered again", flush=True)
-    deployment_id, version = new_deployment_id(), code_version(job)
+    deployment_id, version = deployment_id or new_deployment_id(), code_version(job)
     answered_by = {"job": job, "version": version, "deployment": deployment_id}
 
     def submitted(job_id: str, rest: str) -> None:
         home.record(Deployment(job, deployment_id, version, rest, job_id, kafka_settings.topic_prefix,
-                               str(point.path) if point else None, int(time.time() * 1000)))
+                               str(point.path) if point else None, int(time.time() * 1000)), current=not predecessor)
         home.prune()
 
     started = time.time()

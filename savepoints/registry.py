@@ -80,11 +80,17 @@ class JobHome:
     def deployment_file(self) -> Path:
         return self.dir / "deployment.json"
 
-    def record(self, deployment: Deployment) -> None:
+    def record(self, deployment: Deployment, current: bool = True) -> None:
+        """Add to the deployments; current: it is the one running now (else: see make_current)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         line = json.dumps(asdict(deployment))
         with open(self.dir / "deployments.jsonl", "a") as f:
             f.write(line + "\n")
+        if current:
+            self.make_current(deployment)
+
+    def make_current(self, deployment: Deployment) -> None:
+        line = json.dumps(asdict(deployment))
         tmp = self.deployment_file.with_suffix(".tmp")
         tmp.write_text(line)
         tmp.replace(self.deployment_file)
@@ -95,6 +101,9 @@ class JobHome:
             return Deployment(**json.loads(self.deployment_file.read_text()))
         except (OSError, ValueError, TypeError):
             return None
+
+    def find(self, deployment_id: str) -> Deployment | None:
+        return next((d for d in reversed(self.deployments()) if d.deployment == deployment_id), None)
 
     def deployments(self) -> list[Deployment]:
         try:
@@ -116,9 +125,15 @@ class JobHome:
 
     def latest(self, topic_prefix: str) -> RestorePoint | None:
         """The newest restore point written by a deployment on the same topics (another prefix's state
-        would restore Kafka offsets of other topics)."""
+        would restore Kafka offsets of other topics); the current deployment's own first (after a hot swap
+        the old version's last checkpoint can be newer than the new one's)."""
         prefixes = {d.flink_job_id: d.topic_prefix for d in self.deployments()}
-        for point in reversed(self.restore_points()):
+        current = self.current()
+        points = self.restore_points()
+        if current is not None:
+            points = ([p for p in points if not current.flink_job_id.startswith(p.flink_job_id)]
+                      + [p for p in points if current.flink_job_id.startswith(p.flink_job_id)])
+        for point in reversed(points):
             owner = next((p for jid, p in prefixes.items() if jid.startswith(point.flink_job_id)), None)
             if owner == topic_prefix:
                 return point

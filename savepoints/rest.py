@@ -114,3 +114,36 @@ class FlinkRest:
             if state in states or time.monotonic() > deadline:
                 return state
             time.sleep(0.2)
+
+
+def _source_vertex(job: dict, table: str) -> str:
+    return next(v["id"] for v in job["vertices"] if v["name"].startswith(f"Source: {table}"))
+
+
+class SourceProgress:
+    """How far a job's Kafka source has read, from Flink's own source metrics (per subtask, summed)."""
+
+    def __init__(self, rest: FlinkRest, job_id: str, table: str):
+        self.rest, self.job_id = rest, job_id
+        self.vertex = _source_vertex(rest.job(job_id), table)
+
+    def _values(self, suffixes: tuple[str, ...]) -> dict[str, float]:
+        path = f"/jobs/{self.job_id}/vertices/{self.vertex}/metrics"
+        names = [m["id"] for m in self.rest._call("GET", path) if m["id"].endswith(suffixes)]
+        if not names:
+            return {}
+        got = self.rest._call("GET", path + "?get=" + ",".join(names))
+        return {m["id"]: float(m["value"]) for m in got if m.get("value") not in (None, "")}
+
+    def pending_records(self) -> float | None:
+        values = self._values((".pendingRecords",))
+        return sum(values.values()) if values else None
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        """The offset of the last record read, per partition of topic (only partitions read from so far)."""
+        marker = f".topic.{topic.replace('.', '_')}.partition."
+        out = {}
+        for name, value in self._values((".currentOffset",)).items():
+            if marker in name:
+                out[int(name.split(marker)[1].split(".")[0])] = int(value)
+        return out

@@ -27,7 +27,7 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 Everyone:  up, down, status, demo, bench
 Producers: publish, results
 Models:    worker
-Ops:       promote, decoy, topics apply, topics list, savepoint, savepoints
+Ops:       promote, decoy, topics apply, topics list, savepoint, savepoints, upgrade
 Analysts:  replay
 """
 
@@ -192,7 +192,11 @@ def publish_cmd(source, synthetic: bool, count: int, rate: float, seed: int | No
 @click.option("--metrics-port", type=int, default=0, help="Serve the job's /metrics here; 0: off.")
 @click.option("--restore", default="latest", show_default=True,
               help="latest: the newest savepoint or retained checkpoint, if any; none; or a savepoint directory.")
-def job(name: str, policy_path: Path | None, metrics_port: int, restore: str) -> None:
+@click.option("--deployment-id", default=None, help="This start's deployment id. [default: a new one]")
+@click.option("--takes-over-from", "predecessor", default=None, metavar="DEPLOYMENT",
+              help="Hot swap: answer only what comes after DEPLOYMENT's swap token (see `scorestream upgrade`).")
+def job(name: str, policy_path: Path | None, metrics_port: int, restore: str, deployment_id: str | None,
+        predecessor: str | None) -> None:
     """Run a Flink job of the stack in a local mini cluster (what `up` starts), operable through its REST API."""
     from rendezvous.policy import DEFAULT_PATH, Policy
     from savepoints import deploy
@@ -203,11 +207,14 @@ def job(name: str, policy_path: Path | None, metrics_port: int, restore: str) ->
     bootstrap = KafkaSettings().bootstrap()
     if name == "extract":
         from extractors.job import build
-        deploy.run("extract", lambda env, answered, by: build(env, registry, bootstrap, policy.extractor), restore)
+        deploy.run("extract", lambda env, answered, by: build(env, registry, bootstrap, policy.extractor, by,
+                                                              predecessor), restore, deployment_id, predecessor)
     else:
         from rendezvous.job import build
         deploy.run("rendezvous", lambda env, answered, by: build(env, registry, bootstrap, policy, metrics_port,
-                                                                 answered_before=answered, answered_by=by), restore)
+                                                                 answered_before=answered, answered_by=by,
+                                                                 predecessor=predecessor),
+                   restore, deployment_id, predecessor)
 
 
 def _topic_name(topic: str) -> str:
@@ -220,10 +227,10 @@ def _add_parts() -> None:
     from decoy.cli import decoy_cmd, replay_cmd
     from models.cli import worker
     from rendezvous.cli import promote, results
-    from savepoints.cli import savepoint_cmd, savepoints_cmd
+    from savepoints.cli import savepoint_cmd, savepoints_cmd, upgrade_cmd
     from scorestream.demo import bench, demo
 
-    for command in (worker, promote, results, demo, bench, decoy_cmd, replay_cmd, savepoints_cmd, savepoint_cmd):
+    for command in (worker, promote, results, demo, bench, decoy_cmd, replay_cmd, savepoints_cmd, savepoint_cmd, upgrade_cmd):
         cli.add_command(command)
 
 

@@ -183,6 +183,7 @@ class Features(Message):
     ts: int
     extractor: str                # name@version
     features: tuple[float, ...]
+    extracted_by: dict[str, str] | None = None   # the extract job's deployment: {"job", "version", "deployment"}
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,28 @@ def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str 
     return builder.build()
 
 
+def kafka_partitioned_source(env, name: str, topics: list[str], group: str, bootstrap: str, start: str = "committed",
+                              properties: dict | None = None):
+    """Records of `topics` as rows (value, topic, partition), through the Table API's Kafka connector: the
+    DataStream connector gives values only, and a swap token marks a cut per partition (savepoints/).
+
+    start: earliest | latest | committed (earliest when none). Read committed; the value is the raw UTF-8 text.
+    """
+    from pyflink.table import StreamTableEnvironment
+
+    mode = {"earliest": "earliest-offset", "latest": "latest-offset", "committed": "group-offsets"}[start]
+    options = {"connector": "kafka", "topic": ";".join(topics), "format": "raw",
+               "properties.bootstrap.servers": bootstrap, "properties.group.id": group,
+               "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
+               "scan.startup.mode": mode} | {f"properties.{k}": str(v) for k, v in (properties or {}).items()}
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.exec.uid.generation", "ALWAYS")   # stable operator ids: savepoints restore by them
+    with_ = ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE `{name}` (`value` STRING, `topic` STRING METADATA VIRTUAL, "
+                      f"`partition` INT METADATA VIRTUAL) WITH ({with_})")
+    return t_env.to_data_stream(t_env.from_path(f"`{name}`"))
+
+
 def kafka_sink(topic: str, bootstrap: str, linger_ms: int = 1):
     """A KafkaSink of value strings, at-least-once (flushed on every checkpoint)."""
     from pyflink.common.serialization import SimpleStringSchema
@@ -151,6 +173,10 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
     if status in ("gone", "FINISHED"):       # a job that ends shuts its mini cluster down with it
         print(f"{name}: job {job_id} ended", flush=True)
         return
+    try:
+        client.get_job_execution_result().result()
+    except Exception as exc:                 # the cause, for the log (a savepoint that does not restore, ...)
+        print(f"{name}: {str(exc)[:20000]}", flush=True)
     raise UserError(f"{name}: the job ended with status {status}")
 
 

@@ -149,3 +149,87 @@ def test_sigkill_under_load_loses_nothing_and_doubles_nothing(system):
     assert report.answered == report.published, f"{report.published - report.answered} requests lost"
     assert not doubled and report.duplicates == 0
     assert after.deployment != before.deployment
+
+
+def code_copy(tmp_path, change: tuple[str, str, str] | None = None):
+    """A copy of the code as an operator would have it on disk for an upgrade, with one change in it."""
+    import shutil
+    from scorestream.settings import PROJECT_ROOT
+    root = tmp_path / "code"
+    for part in ("scorestream", "rendezvous", "extractors", "models", "decoy", "savepoints"):
+        shutil.copytree(PROJECT_ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PROJECT_ROOT / "topics.yaml", root / "topics.yaml")
+    (root / ".scorestream").mkdir()
+    (root / ".scorestream" / "jars").symlink_to(PROJECT_ROOT / ".scorestream" / "jars")
+    if change:
+        path, old, new = change
+        text = (root / path).read_text()
+        assert old in text
+        (root / path).write_text(text.replace(old, new))
+    return root
+
+
+def upgrade(system, job, code, *args):
+    return subprocess.run([sys.executable, "-m", "scorestream.cli", "upgrade", job, *args], env=system.env,
+                          cwd=code, capture_output=True, text=True, timeout=400)
+
+
+def test_upgrade_refusals_change_nothing(system, tmp_path):
+    before = JobHome(system.home, "rendezvous").current()
+    dry = upgrade(system, "rendezvous", code_copy(tmp_path / "a"), "--dry-run")
+    assert dry.returncode == 0 and "dry run: nothing changed" in dry.stdout and "swap tokens" in dry.stdout, dry.stderr
+
+    from savepoints.upgrade import UpgradeLock
+    with UpgradeLock(JobHome(system.home, "rendezvous")):
+        busy = upgrade(system, "rendezvous", code_copy(tmp_path / "b"))
+    assert busy.returncode != 0 and "an upgrade of this job is under way" in busy.stderr
+
+    # the keyed operator's uid changed: its state has nowhere to go
+    renamed = code_copy(tmp_path / "c", ("rendezvous/job.py", '.uid("rendezvous")', '.uid("rendezvous.v2")'))
+    refused = upgrade(system, "rendezvous", renamed)
+    assert refused.returncode != 0 and "the savepoint does not match the new code" in refused.stderr, refused.stderr
+    assert "rendezvous" in refused.stderr.split("operator")[1]          # named: id and description
+    assert JobHome(system.home, "rendezvous").current() == before
+    assert not (system.home / "run" / "flink.rendezvous.next.pid").exists()
+    report = system.load(50, 2)
+    assert (report.answered, report.duplicates) == (report.published, 0)
+
+    ManagedProcess("flink.extract", system.home).stop()
+    stopped = upgrade(system, "extract", code_copy(tmp_path / "d"))
+    assert stopped.returncode != 0 and "the extract job is not running" in stopped.stderr
+    assert system.cli("up", "--policy", str(system.policy)).returncode == 0
+
+
+def test_upgrade_rendezvous_under_load(system, tmp_path):
+    from savepoints.bench import swap_load
+    old = JobHome(system.home, "rendezvous").current()
+    code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"))
+    done = {}
+
+    def act():
+        done["upgrade"] = upgrade(system, "rendezvous", code)
+
+    load = swap_load(system.registry.name("requests"), system.registry.name("results"), 300, 60, 400,
+                     system.bootstrap, action=act, action_at_s=15, drain_s=20)
+    result = done["upgrade"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    new = JobHome(system.home, "rendezvous").current()
+    assert new.deployment != old.deployment and new.version != old.version
+    tokens = _token_offsets(result.stderr, system.registry.name("requests"))
+    print(f"\nupgrade of the rendezvous under 300/s: {load.summary()}\n{result.stdout}{result.stderr}")
+    assert not load.lost and not load.doubled
+    sides = Counter()
+    for rid, s in load.sent.items():
+        expected = old.deployment if s.offset < tokens[s.partition] else new.deployment
+        assert s.answers[0][1] == expected, (rid, s)
+        sides[expected] += 1
+    assert sides[old.deployment] > 1000 and sides[new.deployment] > 1000
+    late = [x for x in load.latencies() if x > 400 + 50]
+    assert not late, f"{len(late)} answers later than SLA + 50 ms, worst {max(late):.0f} ms"
+
+
+def _token_offsets(text: str, topic: str) -> dict[int, int]:
+    import ast
+    line = next(line for line in text.splitlines() if line.startswith("swap tokens written"))
+    part = line.split(f"{topic} ", 1)[1].split("}", 1)[0] + "}"
+    return ast.literal_eval(part)
