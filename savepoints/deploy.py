@@ -20,7 +20,7 @@ from scorestream.settings import KafkaSettings, StackSettings
 
 def restore_point(home: JobHome, restore: str, prefix: str) -> RestorePoint | None:
     """`latest` (the newest restore point on these topics, if any), `none`, or a savepoint/checkpoint directory."""
-    if restore == "none":
+    if restore == "none" or restore.startswith("wait:"):
         return None
     if restore == "latest":
         return home.latest(prefix)
@@ -50,6 +50,7 @@ def run(job: str, build_job, restore: str = "latest", deployment_id: str | None 
 
     predecessor: this start is the new side of a hot swap (savepoints/upgrade.py): it is recorded among the
     deployments, and becomes the current one only when the upgrade has cut over to it.
+    restore `wait:FILE`: start the JVM and build the graph, then wait for FILE to name the savepoint to start from.
     """
     settings, kafka_settings = StackSettings(), KafkaSettings()
     home = JobHome(settings.home, job)
@@ -67,13 +68,26 @@ def run(job: str, build_job, restore: str = "latest", deployment_id: str | None 
     deployment_id, version = deployment_id or new_deployment_id(), code_version(job)
     answered_by = {"job": job, "version": version, "deployment": deployment_id}
 
+    def savepoint_when_ready() -> dict[str, str] | None:
+        nonlocal point
+        if not restore.startswith("wait:"):
+            return None
+        handoff = Path(restore.removeprefix("wait:"))
+        print(f"{job}: ready, waiting for the savepoint to start from in {handoff}", flush=True)
+        while not handoff.exists() or not handoff.read_text().strip():
+            time.sleep(0.05)
+        point = restore_point(home, handoff.read_text().strip(), kafka_settings.topic_prefix)
+        print(f"{job}: restoring from the {point.kind} {point.path}", flush=True)
+        return {"execution.state-recovery.path": point.path.resolve().as_uri()}
+
     def submitted(job_id: str, rest: str) -> None:
         home.record(Deployment(job, deployment_id, version, rest, job_id, kafka_settings.topic_prefix,
                                str(point.path) if point else None, int(time.time() * 1000)), current=not predecessor)
         home.prune()
 
     started = time.time()
-    flink.run_job(job, lambda env: build_job(env, answered, answered_by), flink_config(home, point), submitted)
+    flink.run_job(job, lambda env: build_job(env, answered, answered_by), flink_config(home, point), submitted,
+                  savepoint_when_ready)
     # the job ended by itself: fine only if it was stopped with a savepoint
     if not any(p.kind == "savepoint" and p.time_ms >= started * 1000 for p in home.restore_points()):
         raise UserError(f"{job}: the job ended without a savepoint; see its log")

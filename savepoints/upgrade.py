@@ -1,10 +1,12 @@
 """Hot swap of a Flink job: the code on disk now runs beside the running version, from its savepoint, and a
 swap token on every partition of the job's input marks the cut (scorestream.swap).
 
-1. a savepoint of the running (old) deployment, which goes on running;
-2. the new deployment starts from it with the old one's command line and environment, `--takes-over-from OLD`:
-   it reads the same partitions from the savepoint's offsets on and answers nothing yet. A new version that
-   fails (its savepoint does not restore, it crashes) is stopped here: the old one never stopped answering;
+1. the new deployment starts with the old one's command line and environment, `--takes-over-from OLD`, niced:
+   its JVM starts and its graph is built; then a savepoint of the running (old) deployment is taken (the old
+   one goes on running) and the new one starts from it: it reads the same partitions from the savepoint's
+   offsets on and answers nothing yet;
+2. a new version that fails (its savepoint does not restore, it crashes) is stopped here: the old one never
+   stopped answering;
 3. once the new one runs and has caught up, a token goes to every partition of the input topics;
 4. when the old one has read past every token, it still answers what it owns (the requests before the cut)
    for up to the SLA, plus a grace; then it is stopped, and the new one is the job's current deployment.
@@ -30,6 +32,8 @@ from scorestream.topics import TopicRegistry
 SOURCES = {"rendezvous": ("rendezvous_events", ("requests", "scores")), "extract": ("extract_requests", ("requests",))}
 CUT_TOPIC = "requests"          # the records a deployment owns are requests; tokens among scores only pass
 READY_TIMEOUT_S = 240.0
+NICE = 10                       # the new version's niceness until it takes over
+IDLE_READY_S = 3.0
 CAUGHT_UP_RECORDS = 200         # the new deployment is ready when its source is this close to the end
 
 
@@ -47,10 +51,9 @@ class Plan:
     def lines(self) -> list[str]:
         return [f"job {self.job}: deployment {self.old.deployment} (code {self.old.version}, "
                 f"Flink job {self.old.flink_job_id}) runs now",
-                f"1. savepoint of {self.old.deployment} into {JobHome(StackSettings().home, self.job).dir}, "
-                f"without stopping it",
-                f"2. start deployment {self.new_deployment} (code {self.new_version} as on disk now) from it, "
-                f"beside the old one",
+                f"1. start deployment {self.new_deployment} (code {self.new_version} as on disk now) beside it",
+                f"2. savepoint of {self.old.deployment} into {JobHome(StackSettings().home, self.job).dir}, "
+                f"without stopping it; {self.new_deployment} starts from it",
                 "3. swap tokens to " + ", ".join(f"{t} ({n} partitions)" for t, n in self.tokens.items()),
                 f"4. stop {self.old.deployment} {self.wait_ms:.0f} ms (SLA + grace) after it read its last token"]
 
@@ -144,22 +147,28 @@ def run(p: Plan, say=print) -> Report:
     home = JobHome(settings.home, p.job)
     report = Report()
     old_rest = FlinkRest(p.old.rest)
-    t0 = time.monotonic()
-    report.savepoint = old_rest.savepoint(p.old.flink_job_id, home.dir.resolve().as_uri()).removeprefix("file:")
-    report.savepoint_s = time.monotonic() - t0
-    report.savepoint_bytes = sum(f.stat().st_size for f in Path(report.savepoint).rglob("*") if f.is_file())
-    say(f"savepoint in {report.savepoint_s:.1f}s, {report.savepoint_bytes / 1024:,.1f} KiB: {report.savepoint}")
-
     new_proc = ManagedProcess(f"flink.{p.job}.next", settings.home)
     new_proc.log_file.unlink(missing_ok=True)
+    handoff = home.dir / f"next-{p.new_deployment}.savepoint"
     t0 = time.monotonic()
-    new_proc.start(p.argv + ["--restore", report.savepoint, "--deployment-id", p.new_deployment,
-                             "--takes-over-from", p.old.deployment], env=p.env)
+    # niced while it starts and catches up: the old version, answering meanwhile, keeps the CPU it needs
+    new_proc.start(["nice", "-n", str(NICE), *p.argv, "--restore", f"wait:{handoff}", "--deployment-id",
+                    p.new_deployment, "--takes-over-from", p.old.deployment], env=p.env)
     try:
+        _wait_log(new_proc, "waiting for the savepoint", p, old_rest)
+        t1 = time.monotonic()
+        report.savepoint = old_rest.savepoint(p.old.flink_job_id, home.dir.resolve().as_uri()).removeprefix("file:")
+        report.savepoint_s = time.monotonic() - t1
+        report.savepoint_bytes = sum(f.stat().st_size for f in Path(report.savepoint).rglob("*") if f.is_file())
+        say(f"savepoint in {report.savepoint_s:.1f}s, {report.savepoint_bytes / 1024:,.1f} KiB: {report.savepoint}")
+        handoff.write_text(report.savepoint)
         new = _wait_ready(home, new_proc, p, old_rest)
-    except UserError:
+        os.setpriority(os.PRIO_PGRP, new_proc.pid(), 0)      # from the cut on, it answers
+    except BaseException:
         new_proc.stop()
         raise
+    finally:
+        handoff.unlink(missing_ok=True)
     report.new, report.new_ready_s = new, time.monotonic() - t0
     say(f"deployment {new.deployment} (Flink job {new.flink_job_id}) runs and has caught up "
         f"after {report.new_ready_s:.1f}s")
@@ -185,9 +194,21 @@ def run(p: Plan, say=print) -> Report:
     return report
 
 
+def _wait_log(proc: ManagedProcess, line: str, p: Plan, old_rest: FlinkRest) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while line not in proc.log_tail(50):
+        if proc.pid() is None:
+            raise UserError(f"the new version of {p.job} failed to start: {_reason(proc, p, old_rest)}; "
+                            f"{p.old.deployment} goes on answering, nothing was cut over (log {proc.log_file})")
+        if time.monotonic() > deadline:
+            raise UserError(f"the new version of {p.job} did not start in {READY_TIMEOUT_S:.0f}s; stopped it; "
+                            f"{p.old.deployment} goes on answering, nothing was cut over (log {proc.log_file})")
+        time.sleep(0.2)
+
+
 def _wait_ready(home: JobHome, proc: ManagedProcess, p: Plan, old_rest: FlinkRest) -> Deployment:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    new = None
+    new, running_since = None, None
     while time.monotonic() < deadline:
         if proc.pid() is None:
             raise UserError(f"the new version of {p.job} failed to start: {_reason(proc, p, old_rest)}; "
@@ -198,8 +219,11 @@ def _wait_ready(home: JobHome, proc: ManagedProcess, p: Plan, old_rest: FlinkRes
             try:
                 job = rest.job(new.flink_job_id)
                 if job["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"]):
+                    running_since = running_since or time.monotonic()
                     pending = SourceProgress(rest, new.flink_job_id, SOURCES[p.job][0]).pending_records()
-                    if pending is not None and pending <= CAUGHT_UP_RECORDS:
+                    # an idle source reports no backlog at all: caught up, once it has run a little
+                    if (pending is not None and pending <= CAUGHT_UP_RECORDS) or (
+                            pending is None and time.monotonic() - running_since > IDLE_READY_S):
                         return new
             except UserError:
                 pass

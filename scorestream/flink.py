@@ -143,11 +143,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted=None) -> None:
+def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted=None, before_submit=None) -> None:
     """Build a job on a fresh environment with the latency settings and run it until cancelled or stopped.
 
     The mini cluster's REST endpoint listens on a free port of 127.0.0.1, so the job is operable through
     Flink's REST API (savepoints, stop); on_submitted(job_id, rest_url) is called once it runs.
+    before_submit() may return more configuration, once the JVM runs and the graph is built (a hot swap
+    takes the old version's savepoint only then, so the new one has less to catch up).
     A job that ends (stopped with a savepoint) returns; SIGTERM cancels it.
     """
     settings = JobSettings()
@@ -157,6 +159,13 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
                       name=f"flink.{name}")
     env.set_buffer_timeout(settings.buffer_timeout_ms)
     build(env)
+    extra = before_submit() if before_submit else None
+    if extra:
+        from pyflink.common import Configuration
+        conf = Configuration()
+        for key, value in extra.items():
+            conf.set_string(key, value)
+        env.configure(conf)
     client = env.execute_async(name)
     job_id = str(client.get_job_id())
     if on_submitted:

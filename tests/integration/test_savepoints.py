@@ -151,8 +151,8 @@ def test_sigkill_under_load_loses_nothing_and_doubles_nothing(system):
     assert after.deployment != before.deployment
 
 
-def code_copy(tmp_path, change: tuple[str, str, str] | None = None):
-    """A copy of the code as an operator would have it on disk for an upgrade, with one change in it."""
+def code_copy(tmp_path, *changes: tuple[str, str, str]):
+    """A copy of the code as an operator would have it on disk for an upgrade, with changes (file, old, new)."""
     import shutil
     from scorestream.settings import PROJECT_ROOT
     root = tmp_path / "code"
@@ -161,8 +161,7 @@ def code_copy(tmp_path, change: tuple[str, str, str] | None = None):
     shutil.copy(PROJECT_ROOT / "topics.yaml", root / "topics.yaml")
     (root / ".scorestream").mkdir()
     (root / ".scorestream" / "jars").symlink_to(PROJECT_ROOT / ".scorestream" / "jars")
-    if change:
-        path, old, new = change
+    for path, old, new in changes:
         text = (root / path).read_text()
         assert old in text
         (root / path).write_text(text.replace(old, new))
@@ -200,32 +199,70 @@ def test_upgrade_refusals_change_nothing(system, tmp_path):
     assert system.cli("up", "--policy", str(system.policy)).returncode == 0
 
 
-def test_upgrade_rendezvous_under_load(system, tmp_path):
+@pytest.mark.timeout(480)
+def test_upgrades_under_load(system, tmp_path):
+    """One load at 300/s; the rendezvous and the extract job upgraded at once: every request answered once, before the
+    cut by the old deployment, after it by the new, none later than the SLA + 50 ms; features of every request
+    once, from the extract deployment that owns it."""
     from savepoints.bench import swap_load
-    old = JobHome(system.home, "rendezvous").current()
-    code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"))
+    from scorestream.client import assigned_consumer
+    old = {job: JobHome(system.home, job).current() for job in ("rendezvous", "extract")}
+    code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"),
+                     ("extractors/job.py", 'STAGE = "extract"', 'STAGE = "extract"  # v2'))
+    features = assigned_consumer(system.registry.name("features"), system.bootstrap)
     done = {}
 
     def act():
-        done["upgrade"] = upgrade(system, "rendezvous", code)
+        def one(job):
+            done[job] = upgrade(system, job, code)
+            done[job + "_at"] = time.monotonic()
+        both = [threading.Thread(target=one, args=(job,)) for job in ("rendezvous", "extract")]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join()
 
-    load = swap_load(system.registry.name("requests"), system.registry.name("results"), 300, 60, 400,
-                     system.bootstrap, action=act, action_at_s=15, drain_s=20)
-    result = done["upgrade"]
-    assert result.returncode == 0, result.stdout + result.stderr
-    new = JobHome(system.home, "rendezvous").current()
-    assert new.deployment != old.deployment and new.version != old.version
-    tokens = _token_offsets(result.stderr, system.registry.name("requests"))
-    print(f"\nupgrade of the rendezvous under 300/s: {load.summary()}\n{result.stdout}{result.stderr}")
+    t0, t_wall = time.monotonic(), time.time() * 1000
+    load = swap_load(system.registry.name("requests"), system.registry.name("results"), 300, 100, 400,
+                     system.bootstrap, action=act, action_at_s=5, drain_s=20)
+    for job in ("rendezvous", "extract"):
+        assert done[job].returncode == 0, done[job].stdout + done[job].stderr
+        print(f"\n{job} upgraded {done[job + '_at'] - t0:.0f}s into the load:\n{done[job].stdout}{done[job].stderr}")
+    print(f"300/s for 100 s with both upgrades: {load.summary()}")
+    print(f"  during the upgrades: {load.summary(t_wall + 5000, t_wall + 1000 * (max(done['rendezvous_at'], done['extract_at']) - t0))}")
+    new = {job: JobHome(system.home, job).current() for job in ("rendezvous", "extract")}
+    for job in new:
+        assert new[job].deployment != old[job].deployment and new[job].version != old[job].version
     assert not load.lost and not load.doubled
-    sides = Counter()
-    for rid, s in load.sent.items():
-        expected = old.deployment if s.offset < tokens[s.partition] else new.deployment
-        assert s.answers[0][1] == expected, (rid, s)
-        sides[expected] += 1
-    assert sides[old.deployment] > 1000 and sides[new.deployment] > 1000
+    requests = system.registry.name("requests")
+    cut = {job: _token_offsets(done[job].stderr, requests) for job in new}
+
+    def side(job, s):
+        return "old" if s.offset < cut[job][s.partition] else "new"
+
+    by = {"old": old["rendezvous"].deployment, "new": new["rendezvous"].deployment}
+    sides = Counter(side("rendezvous", s) for s in load.sent.values())
+    assert sides["old"] > 1000 and sides["new"] > 1000, sides
+    wrong = [rid for rid, s in load.sent.items() if s.answers[0][1] != by[side("rendezvous", s)]]
+    assert not wrong, f"{len(wrong)} answered by the wrong deployment, e.g. {load.sent[wrong[0]]}"
     late = [x for x in load.latencies() if x > 400 + 50]
     assert not late, f"{len(late)} answers later than SLA + 50 ms, worst {max(late):.0f} ms"
+
+    extracted: dict[str, list[str]] = {}
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < 3:
+        batch = features.consume(5000, timeout=0.5)
+        idle_since = time.monotonic() if batch else idle_since
+        for msg in batch:
+            doc = orjson.loads(msg.value())
+            if doc["request_id"] in load.sent:
+                extracted.setdefault(doc["request_id"], []).append(doc["extracted_by"]["deployment"])
+    features.close()
+    assert sorted(extracted) == sorted(load.sent) and all(len(v) == 1 for v in extracted.values())
+    by = {"old": old["extract"].deployment, "new": new["extract"].deployment}
+    sides = Counter(side("extract", s) for s in load.sent.values())
+    assert sides["old"] > 1000 and sides["new"] > 1000, sides
+    assert all(extracted[rid] == [by[side("extract", s)]] for rid, s in load.sent.items())
 
 
 def _token_offsets(text: str, topic: str) -> dict[int, int]:
@@ -233,3 +270,4 @@ def _token_offsets(text: str, topic: str) -> dict[int, int]:
     line = next(line for line in text.splitlines() if line.startswith("swap tokens written"))
     part = line.split(f"{topic} ", 1)[1].split("}", 1)[0] + "}"
     return ast.literal_eval(part)
+
