@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 JARS   := .scorestream/jars
 
-.PHONY: test demo bootstrap jars clean
+.PHONY: test demo bootstrap jars promtool clean
 
-bootstrap: $(VENV)/.installed $(JARS)/.fetched
+bootstrap: $(VENV)/.installed $(JARS)/.fetched promtool
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ $(JARS)/.fetched: pom.xml
 	touch $@
 
 jars: $(JARS)/.fetched
+
+# promtool (rule unit tests) and prometheus (the server the canary's integration test scrapes with):
+# Debian's package; installed when missing and we are root, as on CI.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool not found: install Debian's prometheus package (apt-get install prometheus) and retry" >&2; exit 1; fi; }
 
 test: bootstrap
 	$(VENV)/bin/python -m pytest

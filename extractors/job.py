@@ -4,8 +4,16 @@ A request that does not parse or whose payload the extractor refuses goes to
 scoring.deadletter with the reason (stage `extract`); the job keeps going.
 A swap token (scorestream.swap) is not a request: it marks where a hot swap of
 this job hands the partition over, and is neither extracted nor dead-lettered.
-Dead letters are flushed one by one: they are rare, and a dead letter must be
-safe before the source offset moves on.
+When it names a request id, a `Rejection` with the same reason also goes to
+scoring.rejections, so that the rendezvous answers it at once as rejected.
+Both are flushed one by one: they are rare, and they must be safe before the
+source offset moves on.
+
+>>> from extractors import ExtractError
+>>> rejection_of('{"request_id": "r1", "ts": 5, "payload": {}}', ExtractError("amount", "is missing")).field
+'payload.amount'
+>>> rejection_of('{"ts": 5, "payload": {}}', ExtractError("amount", "is missing")) is None    # nobody to answer
+True
 """
 
 from __future__ import annotations
@@ -18,11 +26,27 @@ from pyflink.common import Types
 from pyflink.datastream.functions import FlatMapFunction, RuntimeContext
 
 from scorestream import flink, kafka
-from scorestream.contract import ContractError, Features, KafkaRecord, Request
+from scorestream.contract import ContractError, Features, KafkaRecord, Rejection, Request
 from scorestream.deadletter import DeadLetterSink
 from scorestream.topics import TopicRegistry
 
 STAGE = "extract"
+
+
+def rejection_of(value: str, error: ValueError) -> Rejection | None:
+    """The rejection of a refused request, or None when it names no request id (nobody to answer)."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    request_id = doc.get("request_id") if isinstance(doc, dict) else None
+    if not isinstance(request_id, str) or not request_id:
+        return None
+    ts = doc.get("ts")
+    where = "request" if isinstance(error, ContractError) else "payload"
+    field = error.field if error.field and error.field != where else None
+    return Rejection(request_id, STAGE, str(error), f"{where}.{field}" if field else where,
+                     ts if isinstance(ts, int) and not isinstance(ts, bool) else None)
 
 
 class Extract(FlatMapFunction):
@@ -30,9 +54,9 @@ class Extract(FlatMapFunction):
     name; predecessor: the deployment this one takes over from by a swap token."""
 
     def __init__(self, extractor_ref: str, bootstrap: str, source_topic: str, deadletter_topic: str,
-                 extracted_by: dict | None = None, predecessor: str | None = None):
+                 rejections_topic: str, extracted_by: dict | None = None, predecessor: str | None = None):
         self.extractor_ref, self.bootstrap = extractor_ref, bootstrap
-        self.source_topic, self.deadletter_topic = source_topic, deadletter_topic
+        self.source_topic, self.deadletter_topic, self.rejections_topic = source_topic, deadletter_topic, rejections_topic
         self.extracted_by, self.predecessor = extracted_by, predecessor
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -41,6 +65,8 @@ class Extract(FlatMapFunction):
         self.extractor = get_extractor(self.extractor_ref)
         self.ownership = Ownership((self.extracted_by or {}).get("deployment", ""), self.predecessor)
         self.dead = DeadLetterSink(kafka.producer(self.bootstrap), self.deadletter_topic, STAGE)
+        for topic in (self.deadletter_topic, self.rejections_topic):    # so that the first refusal waits for nothing
+            self.dead.producer.list_topics(topic, timeout=10)
         gc.freeze()     # start-up objects never die: keep them out of the collector's full passes
 
     def flat_map(self, row):
@@ -62,6 +88,9 @@ class Extract(FlatMapFunction):
         except (ContractError, ExtractError) as exc:
             self.dead.send(KafkaRecord(None, (value or "").encode(), topic=self.source_topic, partition=partition),
                            str(exc))
+            rejection = rejection_of(value or "", exc)
+            if rejection is not None:
+                kafka.produce(self.dead.producer, self.rejections_topic, rejection.to_record())
             self.dead.producer.flush(30)
             return
         yield Features(request.request_id, request.ts, self.extractor.ref, tuple(vector.tolist()),
@@ -76,7 +105,8 @@ def build(env, registry: TopicRegistry, bootstrap: str, extractor_ref: str, extr
     requests = registry.name("requests")
     (flink.kafka_partitioned_source(env, "extract_requests", [requests], "scorestream.extract", bootstrap,
                                     properties=kafka.gathered_fetch(java=True))
-        .flat_map(Extract(extractor_ref, bootstrap, requests, registry.name("deadletter"), extracted_by, predecessor),
+        .flat_map(Extract(extractor_ref, bootstrap, requests, registry.name("deadletter"), registry.name("rejections"),
+                          extracted_by, predecessor),
                   output_type=Types.STRING())
         .uid("extract").name("extract")
         .sink_to(flink.kafka_sink(registry.name("features"), bootstrap)).uid("extract.sink"))

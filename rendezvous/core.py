@@ -17,6 +17,17 @@ delete, state to store or clear. Times are epoch milliseconds; a request's clock
 'late_score'
 >>> on_timer(state, "r1", policy, now=11100).clear
 True
+
+A request the extract job refused is answered at once, without a score:
+
+>>> from scorestream.contract import Rejection
+>>> state = RequestState()
+>>> step = on_rejection(state, Rejection("r2", "extract", "payload field 'amount' is missing", "payload.amount", 1000),
+...                     policy, now=1004)
+>>> step.result.rule, step.result.score, step.result.latency_ms, step.result.error["field"]
+('rejected', None, 4.0, 'payload.amount')
+>>> on_request(state, "r2", ts=1000, preferred="m@1", policy=policy, now=1005).event
+'duplicate_request'
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from dataclasses import dataclass, field
 
 from rendezvous.policy import Policy
 from rendezvous.selection import canary_comparison, decide
-from scorestream.contract import Result
+from scorestream.contract import Rejection, Result
 
 GRACE_MS = 10_000       # keep an answered request this long to recognise late and duplicate scores
 
@@ -53,7 +64,7 @@ class Step:
     cancel: tuple[int, ...] = ()       # to delete: a deadline the answer made moot
     store: bool = False                # the state changed: write it back
     clear: bool = False
-    event: str | None = None           # a counter to raise: duplicate_request, duplicate_score, late_score, orphan_scores
+    event: str | None = None           # a counter to raise: duplicate_request, duplicate_score, late_score, late_rejection, orphan_scores
 
 
 def on_request(state: RequestState, request_id: str, ts: int, preferred: str, policy: Policy, now: float) -> Step:
@@ -78,6 +89,20 @@ def on_score(state: RequestState, request_id: str, model: str, score: float, pol
         return Step(store=True)
     result = _try_answer(state, request_id, policy, now)
     return _schedule(state, _next_timer(state, policy, now), result=result) if result else Step(store=True)
+
+
+def on_rejection(state: RequestState, rejection: Rejection, policy: Policy, now: float) -> Step:
+    """A stage refused the request: answer `rejected` now, whether or not the request itself came yet."""
+    if state.answered:
+        return Step(event="late_rejection")    # the default answered first: the SLA passed before the refusal
+    if state.ts is None:
+        state.ts = rejection.ts if rejection.ts is not None else int(now)
+    state.first_seen = state.first_seen or now
+    state.answered = True
+    error = {"stage": rejection.stage, "reason": rejection.reason, "field": rejection.field}
+    result = Result(rejection.request_id, None, None, None, "rejected", round(float(now - state.ts), 3), {}, None,
+                    policy.version, error)
+    return _schedule(state, _grace_end(state, policy), result=result)
 
 
 def on_timer(state: RequestState, request_id: str, policy: Policy, now: float) -> Step:

@@ -20,6 +20,7 @@ from rendezvous import core
 from rendezvous.bandit import Bandit
 from rendezvous.policy import Policy, PolicyError
 from scorestream import flink, kafka
+from scorestream.contract import Rejection
 from scorestream.topics import TopicRegistry
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,22 @@ POLICY_STATE = MapStateDescriptor("policy", Types.STRING(), Types.STRING())
 
 def parse(value: str | None) -> tuple | None:
     """A request -> ("request", id, ts), a score -> ("score", id, name@version, score),
-    a swap token -> ("token", body); None if neither.
+    a rejection -> ("rejection", id, Rejection), a swap token -> ("token", body); None if none of them.
 
-    Both topics come through one source, so one parse tells them apart; the extract job and the
+    The three topics come through one source, so one parse tells them apart; the extract job and the
     workers dead-letter malformed records, so here they are only counted.
     """
     try:
         doc = orjson.loads(value)
         if "payload" in doc:
             return ("request", str(doc["request_id"]), int(doc["ts"]))
+        if "stage" in doc:
+            rejection = Rejection.from_dict(doc)
+            return ("rejection", rejection.request_id, rejection)
         if doc.get("kind") == "token":
             return ("token", doc["body"]) if doc.get("name") == "rendezvous" else ("token", {})
         return ("score", str(doc["request_id"]), f"{doc['model']}@{doc['version']}", float(doc["score"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):   # ContractError: a ValueError
         return None
 
 
@@ -125,11 +129,15 @@ class Rendezvous(KeyedBroadcastProcessFunction):
                 self._mark(state, "not_owned")
             elif self.predecessor:
                 state.owner = self.deployment
+        elif event[0] == "rejection" and state.ts is None and self.predecessor and not self.ownership.taken:
+            self._mark(state, "not_owned")     # before any token: its request is the predecessor's
         elif self.predecessor:
             self._mark_if_predecessors(state)
         if event[0] == "request":
             _, request_id, ts = event
             step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now)
+        elif event[0] == "rejection":
+            step = core.on_rejection(state, event[2], policy, now)
         else:
             _, request_id, model, score = event
             step = core.on_score(state, request_id, model, score, policy, now)
@@ -192,7 +200,9 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             r = step.result
             if self.answered_by:
                 r = dataclasses.replace(r, answered_by=self.answered_by)
-            self._inc(self.metrics.ANSWERS, r.rule, f"{r.model}@{r.version}" if r.model else "default")
+            self._inc(self.metrics.ANSWERS, r.rule, f"{r.model}@{r.version}" if r.model else r.rule)
+            if r.error:
+                self._inc(self.metrics.REJECTED, r.error["stage"], r.error["field"])
             self.metrics.LATENCY.observe(r.latency_ms / 1000.0)
             if r.canary:
                 self.metrics.CANARY_DELTA.observe(r.canary["delta"])
@@ -205,9 +215,9 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
     """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench);
     answered_before, answered_by and predecessor: see Rendezvous."""
     no_wm = WatermarkStrategy.no_watermarks()
-    # one source for both topics, with each record's partition (the cut of a hot swap is per partition)
-    events = flink.kafka_partitioned_source(env, "rendezvous_events", [registry.name("requests"),
-                                            registry.name("scores")], group, bootstrap, start=start,
+    # one source for all three topics, with each record's partition (the cut of a hot swap is per partition)
+    inputs = [registry.name("requests"), registry.name("scores"), registry.name("rejections")]
+    events = flink.kafka_partitioned_source(env, "rendezvous_events", inputs, group, bootstrap, start=start,
                                             properties=kafka.gathered_fetch(java=True))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
                                                   start="earliest"), no_wm, "control")

@@ -29,7 +29,8 @@ from scorestream.process import ManagedProcess
 from scorestream.settings import StackSettings
 from scorestream.topics import TopicRegistry
 
-SOURCES = {"rendezvous": ("rendezvous_events", ("requests", "scores")), "extract": ("extract_requests", ("requests",))}
+SOURCES = {"rendezvous": ("rendezvous_events", ("requests", "scores", "rejections")),
+           "extract": ("extract_requests", ("requests",))}
 CUT_TOPIC = "requests"          # the records a deployment owns are requests; tokens among scores only pass
 READY_TIMEOUT_S = 240.0
 NICE = 10                       # the new version's niceness until it takes over

@@ -112,6 +112,14 @@ def broker_answers(bootstrap: str, timeout_s: float = 1.0) -> bool:
         return False
 
 
+def cluster_id() -> str:
+    """A random KRaft cluster id. Never one that starts with "-" (1 in 64 would): the storage tool would take it
+    for an option, as Kafka's own Uuid.randomUuid() knows."""
+    while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cid
+
+
 class Broker:
     """Start, stop and look at the embedded broker."""
 
@@ -172,8 +180,7 @@ class Broker:
         return props
 
     def _format(self, java: str, classpath: str, props: Path) -> None:
-        cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-               "-t", base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode(), "-c", str(props)]
+        cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(props)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise UserError(f"formatting the Kafka data folder failed: {done.stdout}{done.stderr}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -27,7 +28,7 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 Everyone:  up, down, status, demo, bench
 Producers: publish, results
 Models:    worker
-Ops:       promote, decoy, topics apply, topics list, savepoint, savepoints, upgrade
+Ops:       promote, decoy, canary, alerts, topics apply, topics list, savepoint, savepoints, upgrade
 Analysts:  replay
 """
 
@@ -117,6 +118,27 @@ def status() -> None:
         for row in jobs:
             flink_table.add_row(*row)
         out.print(flink_table)
+    if rows[0].state == "running":
+        _print_firing()
+
+
+def _print_firing() -> None:
+    """The canary monitor's alerts that fire now (latest record per alert and model)."""
+    from canary.alerts import firing_now
+
+    try:
+        firing = firing_now(topics.TopicRegistry.load().name("alerts"))
+    except Exception as exc:          # status must print even when the alerts cannot be read
+        err.print(f"alerts: not readable ({exc})")
+        return
+    if not firing:
+        out.print("alerts: none firing")
+        return
+    table = Table("alert firing", "model", "value", "threshold", "since", "runbook")
+    for a in firing:
+        since = time.strftime("%H:%M:%S", time.gmtime(a.first_seen / 1000)) if a.first_seen else "-"
+        table.add_row(a.alert, a.model, f"{a.value:g}", f"{a.threshold:g}", since, a.runbook)
+    out.print(table)
 
 
 @cli.group("topics")
@@ -224,13 +246,15 @@ def _topic_name(topic: str) -> str:
 
 def _add_parts() -> None:
     """Verbs of the parts outside the core, each in its own folder."""
+    from canary.cli import alerts_cmd, canary_cmd
     from decoy.cli import decoy_cmd, replay_cmd
     from models.cli import worker
     from rendezvous.cli import promote, results
     from savepoints.cli import savepoint_cmd, savepoints_cmd, upgrade_cmd
     from scorestream.demo import bench, demo
 
-    for command in (worker, promote, results, demo, bench, decoy_cmd, replay_cmd, savepoints_cmd, savepoint_cmd, upgrade_cmd):
+    for command in (worker, promote, results, demo, bench, decoy_cmd, replay_cmd, canary_cmd, alerts_cmd,
+                    savepoints_cmd, savepoint_cmd, upgrade_cmd):
         cli.add_command(command)
 
 

@@ -3,6 +3,15 @@
 >>> # with the stack up:
 >>> # with ScoringClient() as client:
 >>> #     result = client.score({"amount": 12.5, ...}, timeout=1.0)
+
+A request the system refuses raises RequestRejected with the reason. What can be checked
+before sending is checked here, without a round trip: the request against the contract and
+the payload against the extractor of the policy (rendezvous/policy.yaml unless told):
+
+>>> check_request(Request("r1", 1, {"amount": 1.0}), get_extractor("txn@1"))
+Traceback (most recent call last):
+...
+scorestream.client.RequestRejected: rejected by client: payload field 'avg_amount_30d' is missing
 """
 
 from __future__ import annotations
@@ -15,9 +24,47 @@ from typing import Any, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+import orjson
+
+from extractors import ExtractError, Extractor, get_extractor
 from scorestream import kafka
 from scorestream.contract import ContractError, Request, Result
 from scorestream.topics import TopicRegistry
+
+
+class RequestRejected(ValueError):
+    """The system refused the request: `stage` says which part (client, extract), `reason` why,
+    `field` what failed; `result` is the rendezvous's answer when it came from the system."""
+
+    def __init__(self, stage: str, reason: str, field: str, result: Result | None = None):
+        self.stage, self.reason, self.field, self.result = stage, reason, field, result
+        super().__init__(f"rejected by {stage}: {reason}")
+
+    @classmethod
+    def of(cls, result: Result) -> "RequestRejected":
+        error = result.error or {}
+        return cls(error.get("stage", "?"), error.get("reason", "?"), error.get("field", "?"), result)
+
+
+def check_request(request: Request, extractor: Extractor | None) -> None:
+    """RequestRejected (stage `client`) for what the extract job would refuse: the envelope, the payload."""
+    try:
+        Request.from_dict(orjson.loads(request.to_json()))
+        if extractor is not None:
+            extractor.extract(request.payload)
+    except ContractError as exc:
+        raise RequestRejected("client", str(exc), f"request.{exc.field}" if exc.field else "request") from None
+    except ExtractError as exc:
+        raise RequestRejected("client", str(exc), "payload" if exc.field == "payload" else f"payload.{exc.field}") \
+            from None
+    except TypeError as exc:            # orjson: a payload value that JSON cannot carry
+        raise RequestRejected("client", f"payload is not JSON: {exc}", "payload") from None
+
+
+def policy_extractor() -> Extractor:
+    """The extractor the default policy file names (what `scorestream up` runs unless told otherwise)."""
+    from rendezvous.policy import Policy
+    return get_extractor(Policy.load().extractor)
 
 
 def assigned_consumer(topic: str, bootstrap: str | None = None, from_beginning: bool = False) -> Consumer:
@@ -51,9 +98,15 @@ def follow(consumer: Consumer, stop: threading.Event | None = None, idle_s: floa
 
 
 class ScoringClient:
-    """Publishes requests and resolves their results; thread-safe, one results reader in the background."""
+    """Publishes requests and resolves their results; thread-safe, one results reader in the background.
 
-    def __init__(self, bootstrap: str | None = None, registry: TopicRegistry | None = None):
+    extractor: checks payloads before sending; None takes the default policy's, False checks the envelope only
+    (for a system that runs another extractor than rendezvous/policy.yaml names).
+    """
+
+    def __init__(self, bootstrap: str | None = None, registry: TopicRegistry | None = None,
+                 extractor: Extractor | None | bool = None):
+        self.extractor = policy_extractor() if extractor is None else (extractor or None)
         registry = registry or TopicRegistry.load()
         self.requests_topic = registry.name("requests")
         self.producer = kafka.producer(bootstrap, **{"linger.ms": 0})
@@ -72,7 +125,10 @@ class ScoringClient:
                 future.set_result(result)
 
     def submit(self, payload: dict[str, Any], request_id: str | None = None) -> Future:
+        """Publish one request; its future resolves to its Result (RequestRejected raised here, before
+        sending, for what the client can check itself)."""
         request = Request(request_id or uuid.uuid4().hex, int(time.time() * 1000), payload)
+        check_request(request, self.extractor)
         future: Future = Future()
         with self.lock:
             self.pending[request.request_id] = future
@@ -81,14 +137,18 @@ class ScoringClient:
         return future
 
     def score(self, payload: dict[str, Any], timeout: float = 1.0) -> Result:
-        """The answer to one request; TimeoutError when none came within timeout seconds."""
+        """The answer to one request; RequestRejected when the system refused it (at once, with the
+        reason), TimeoutError when no answer came within timeout seconds."""
         request_id = uuid.uuid4().hex
         future = self.submit(payload, request_id)
         try:
-            return future.result(timeout)
+            result = future.result(timeout)
         finally:
             with self.lock:
                 self.pending.pop(request_id, None)
+        if result.rule == "rejected":
+            raise RequestRejected.of(result)
+        return result
 
     def close(self) -> None:
         self.stop.set()

@@ -202,16 +202,28 @@ class Score(Message):
 
 
 @dataclass(frozen=True)
+class Rejection(Message):
+    """A request a stage refused (its dead letter says the same): the rendezvous answers it at once."""
+
+    request_id: str
+    stage: str                    # the stage that refused it, as in its dead letter's error.stage
+    reason: str                   # as in its dead letter's error.reason
+    field: str                    # what failed, few values (a metric label): payload.amount, request.ts, ...
+    ts: int | None = None         # the request's ts, when it had a valid one
+
+
+@dataclass(frozen=True)
 class Result(Message):
     request_id: str
-    score: float
-    model: str | None             # None when the default answered
+    score: float | None           # None when the request was rejected
+    model: str | None             # None when the default answered or the request was rejected
     version: int | None
-    rule: str                     # preferred | fallback@<after_ms> | default
+    rule: str                     # preferred | fallback@<after_ms> | default | rejected
     latency_ms: float
     candidates: dict[str, float]  # name@version -> score, those that had arrived
     canary: dict[str, Any] | None  # {"score", "delta"} when the canary had scored
     policy_version: int
+    error: dict[str, str] | None = None   # rejected: {"stage", "reason", "field"}, as its dead letter says
     answered_by: dict[str, str] | None = None   # the deployment that answered: {"job", "version", "deployment"}
 
 
@@ -239,16 +251,26 @@ class Control(Message):
 
 @dataclass(frozen=True)
 class Alert(Message):
-    alert: str
-    model: str
-    value: float
+    """A record of the canary monitor: an alert firing, or resolved. Keyed by `alert:model`, so the
+    latest record per key says whether it fires (docs/canary.md)."""
+
+    choices = {"state": ("firing", "resolved"), "kind": ("drift", "slo"), "severity": ("page", "ticket")}
+    alert: str                    # canary_delta | model_drift | canary_drift | default_answers | sla | model_late
+    model: str                    # name@version, or "*" for the whole system
+    value: float                  # the figure that crossed (or fell back under) the threshold
     threshold: float
-    window: str
-    ts: int = 0
+    window: str                   # the monitor's window it was judged on: <start ISO>+<seconds>s
+    ts: int = 0                   # epoch ms when the record was written
+    state: str = "firing"
+    kind: str = "drift"
+    severity: str = "ticket"
+    first_seen: int = 0           # epoch ms of the window where it first fired
+    reason: str = ""              # one sentence for on-call
+    runbook: str = ""             # docs/runbook.md#<alert>
 
     @property
     def key(self) -> bytes:
-        return self.model.encode()
+        return f"{self.alert}:{self.model}".encode()
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,8 @@ def _summary(report: LoadReport, title: str) -> Table:
     for what, counts in (("by model", report.by_model), ("by rule", report.by_rule)):
         total = sum(counts.values()) or 1
         table.add_row(what, ", ".join(f"{k} {v / total:.1%}" for k, v in counts.most_common()))
+    if report.rejections:
+        table.add_row("rejected (stage field)", ", ".join(f"{k} {v:,}" for k, v in report.rejections.most_common()))
     if report.canary_deltas:
         d = report.canary_deltas
         table.add_row("canary delta", f"mean {statistics.fmean(d):+.4f}, mean |delta| "

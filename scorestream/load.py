@@ -31,6 +31,7 @@ class LoadReport:
     by_model: Counter = field(default_factory=Counter)
     by_rule: Counter = field(default_factory=Counter)
     canary_deltas: list[float] = field(default_factory=list)
+    rejections: Counter = field(default_factory=Counter)     # "stage field" of the requests answered as rejected
 
     @property
     def answered(self) -> int:
@@ -83,7 +84,9 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
                     report.latencies_ms.append(received - ts)
                     if "rule" in doc:      # a rendezvous result (the bare-hops floor forwards requests)
                         report.by_rule[doc["rule"]] += 1
-                        report.by_model[f"{doc['model']}@{doc['version']}" if doc["model"] else "default"] += 1
+                        report.by_model[f"{doc['model']}@{doc['version']}" if doc["model"] else doc["rule"]] += 1
+                        if doc.get("error"):
+                            report.rejections[f"{doc['error']['stage']} {doc['error']['field']}"] += 1
                         if doc.get("canary"):
                             report.canary_deltas.append(doc["canary"]["delta"])
         finally:

@@ -21,6 +21,7 @@ from scorestream.process import ManagedProcess, rss_bytes
 from scorestream.settings import StackSettings
 
 JOB_READY_TIMEOUT_S = 180.0
+CANARY_PORT_OFFSET = 50       # the canary monitor's /metrics: metrics_port_base + 50 (workers count up from + 2)
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ class Part:
 
 def system_parts(settings: StackSettings, policy_path: Path | None = None,
                  restore: dict[str, str] | None = None) -> list[Part]:
-    """The Flink jobs, one worker per model the policy names (the canary as canary), and the decoy.
-    restore: job -> latest | none | a savepoint directory (default latest: see savepoints.deploy)."""
+    """The Flink jobs, one worker per model the policy names (the canary as canary), the decoy and the canary
+    monitor. restore: job -> latest | none | a savepoint directory (default latest: see savepoints.deploy)."""
     from models.registry import list_models
     from rendezvous.policy import DEFAULT_PATH, Policy
 
@@ -56,7 +57,9 @@ def system_parts(settings: StackSettings, policy_path: Path | None = None,
                                     "--restore", restore.get("extract", "latest")), "submitted"),
              Part("flink.rendezvous", ("job", "rendezvous", "--policy", str(policy_path), "--metrics-port", str(port),
                                        "--restore", restore.get("rendezvous", "latest")), "submitted"),
-             Part("decoy", ("decoy", "--metrics-port", str(port + 1)))]
+             Part("decoy", ("decoy", "--metrics-port", str(port + 1))),
+             Part("canary", ("canary", "--policy", str(policy_path), "--metrics-port", str(port + CANARY_PORT_OFFSET)),
+                  "canary monitor running")]
     for i, ref in enumerate(sorted(policy.models), start=2):
         role = "canary" if ref == policy.canary else "candidate"
         parts.append(Part(f"score.{ref}", ("worker", "--model", ref, "--role", role, "--metrics-port", str(port + i))))

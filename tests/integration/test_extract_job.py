@@ -1,4 +1,5 @@
-"""The extract job on real Flink: features for good requests, dead letters with reasons for bad ones."""
+"""The extract job on real Flink: features for good requests, dead letters with reasons for bad ones,
+and a rejection for each bad one that names a request id."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import uuid
 
 from scorestream import kafka
 from scorestream.client import assigned_consumer
-from scorestream.contract import DeadLetter, Features, KafkaRecord, Request
+from scorestream.contract import DeadLetter, Features, KafkaRecord, Rejection, Request
 from scorestream.process import ManagedProcess
 from scorestream.synthetic import TransactionGenerator
 
@@ -24,6 +25,7 @@ def _read(consumer, want: int, timeout_s: float) -> list:
 def test_features_and_dead_letters(broker, registry, tmp_path):
     features = assigned_consumer(registry.name("features"), broker.bootstrap, from_beginning=True)
     dead = assigned_consumer(registry.name("deadletter"), broker.bootstrap, from_beginning=True)
+    rejections = assigned_consumer(registry.name("rejections"), broker.bootstrap, from_beginning=True)
     job = ManagedProcess("flink.extract", tmp_path)
     job.start([sys.executable, "-m", "scorestream.cli", "job", "extract"],
               env=os.environ | {"SCORESTREAM_TOPIC_PREFIX": registry.name("requests").removesuffix("scoring.requests")})
@@ -33,9 +35,10 @@ def test_features_and_dead_letters(broker, registry, tmp_path):
         for r in good:
             kafka.produce(producer, registry.name("requests"), r.to_record())
         bad_payload = dict(good[0].payload, amount="lots")
+        bad_id = f"bad-{uuid.uuid4().hex[:6]}"
         bad = {b"not json": "not JSON",
                b'{"request_id": "no-ts", "payload": {}}': "'ts' is missing",
-               Request(f"bad-{uuid.uuid4().hex[:6]}", 1, bad_payload).to_json(): "'amount' must be a number"}
+               Request(bad_id, 1, bad_payload).to_json(): "'amount' must be a number"}
         for value in bad:
             kafka.produce(producer, registry.name("requests"), KafkaRecord(b"k", value))
         producer.flush(10)
@@ -49,5 +52,12 @@ def test_features_and_dead_letters(broker, registry, tmp_path):
         for d in letters:
             assert bad[d.record.value] in d.reason
             assert d.record.topic == registry.name("requests")
+
+        refused = [Rejection.from_json(m.value()) for m in _read(rejections, 2, 30)]      # "not json" names nobody
+        assert {(r.request_id, r.field, r.ts) for r in refused} == {("no-ts", "request.ts", None),
+                                                                    (bad_id, "payload.amount", 1)}
+        reasons = {d.record.value: d.reason for d in letters}
+        assert {r.reason for r in refused} == {reasons[v] for v in bad if v != b"not json"}
+        assert all(r.stage == "extract" for r in refused)
     finally:
         assert job.stop(timeout_s=30)

@@ -26,3 +26,9 @@ def test_jars_missing_and_maven_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UserError, match="Maven \\(mvn\\) not found: install maven and run `make jars`"):
         ensure_jars(StackSettings(jars_dir=tmp_path / "jars"))
+
+
+def test_cluster_id_never_reads_as_an_option():
+    from scorestream.broker import cluster_id
+    ids = [cluster_id() for _ in range(2000)]          # about 31 of them would start with "-" if drawn blindly
+    assert len(set(ids)) == 2000 and not any(i.startswith("-") for i in ids) and {len(i) for i in ids} == {22}

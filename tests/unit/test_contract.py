@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from scorestream.contract import (Alert, ContractError, Control, DeadLetter, Features, KafkaRecord, Outcome,
-                                  Request, Result, Score)
+                                  Rejection, Request, Result, Score)
 
 SAMPLES = [
     Request("r1", 1_700_000_000_000, {"amount": 3.5, "nested": {"a": [1, 2]}}),
@@ -12,6 +12,10 @@ SAMPLES = [
     Score("r1", "fraud_xgb", 3, "candidate", 0.25, "w-1", 1.5e12, 1.5e12 + 0.2, "txn@1", "host-a"),
     Result("r1", 0.25, "fraud_xgb", 3, "preferred", 12.5, {"fraud_xgb@3": 0.25}, {"score": 0.2, "delta": 0.05}, 7),
     Result("r2", 0.0, None, None, "default", 100.2, {}, None, 7),
+    Result("r3", None, None, None, "rejected", 8.5, {}, None, 7,
+           {"stage": "extract", "reason": "payload field 'amount' is missing", "field": "payload.amount"}),
+    Rejection("r3", "extract", "payload field 'amount' is missing", "payload.amount", 1_700_000_000_000),
+    Rejection("r4", "extract", "Request: field 'ts' is missing", "request.ts"),
     Outcome("r1", 1, 1_700_000_000_500),
     Control("policy", "rendezvous", {"version": 7}, 1_700_000_000_000),
     Alert("score_drift", "fraud_xgb@3", 0.31, 0.2, "5m"),

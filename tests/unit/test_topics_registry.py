@@ -2,7 +2,8 @@ import pytest
 
 from scorestream.topics import TopicRegistry
 
-DESIGN_TOPICS = {"requests", "archive", "features", "scores", "results", "outcomes", "control", "alerts", "deadletter"}
+DESIGN_TOPICS = {"requests", "archive", "features", "rejections", "scores", "results", "outcomes", "control", "alerts",
+                 "deadletter"}
 
 
 def test_every_design_topic_is_declared():
