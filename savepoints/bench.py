@@ -61,8 +61,9 @@ class SwapLoad:
 
 def swap_load(requests_topic: str, results_topic: str, rate: float, seconds: float, sla_ms: float,
               bootstrap: str | None = None, action=None, action_at_s: float = 0.0, drain_s: float = 15.0,
-              seed: int = 7) -> SwapLoad:
-    """Publish at `rate` for `seconds`, run action() (in a thread) action_at_s in, collect every answer."""
+              seed: int = 7, after_s: float = 15.0) -> SwapLoad:
+    """Publish at `rate` for `seconds`, and on for after_s once action() (run in a thread action_at_s in) has
+    returned; collect every answer."""
     sent: dict[str, Sent] = {}
     stop = threading.Event()
     consumer = assigned_consumer(results_topic, bootstrap)
@@ -90,10 +91,17 @@ def swap_load(requests_topic: str, results_topic: str, rate: float, seconds: flo
     producer = kafka.producer(bootstrap, **{"linger.ms": 0})
     samples = iter(TransactionGenerator(seed))
     start = time.perf_counter()
-    for i in range(int(rate * seconds)):
+    i, action_done = 0, None
+    while True:
+        elapsed = time.perf_counter() - start
+        if actor and action_done is None and actor.ident is not None and not actor.is_alive():
+            action_done = elapsed
+        if i >= rate * seconds and (actor is None or (action_done is not None and elapsed >= action_done + after_s)):
+            break
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+        i += 1
         if actor and actor.ident is None and time.perf_counter() - start >= action_at_s:
             actor.start()
         sample = next(samples)
