@@ -229,7 +229,9 @@ def test_upgrades_under_load(system, tmp_path):
         assert done[job].returncode == 0, done[job].stdout + done[job].stderr
         print(f"\n{job} upgraded {done[job + '_at'] - t0:.0f}s into the load:\n{done[job].stdout}{done[job].stderr}")
     print(f"300/s for {len(load.sent) / 300:.0f} s with both upgrades: {load.summary()}")
-    print(f"  during the upgrades: {load.summary(t_wall + 5000, t_wall + 1000 * (max(done['rendezvous_at'], done['extract_at']) - t0))}")
+    upgraded_at = t_wall + 1000 * (max(done["rendezvous_at"], done["extract_at"]) - t0)
+    print(f"  during the upgrades: {load.summary(t_wall + 5000, upgraded_at)}")
+    print(f"  after them (same run): {load.summary(upgraded_at + 1000)}")
     new = {job: JobHome(system.home, job).current() for job in ("rendezvous", "extract")}
     for job in new:
         assert new[job].deployment != old[job].deployment and new[job].version != old[job].version
