@@ -28,7 +28,7 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 \b
 Everyone:  up, down, status, demo, bench
 Producers: publish, results, outcomes
-Models:    worker
+Models:    worker, deploy, undeploy
 Ops:       policy, promote, decoy, canary, alerts, topics apply, topics list, savepoint, savepoints, upgrade
 Analysts:  replay
 """
@@ -119,8 +119,21 @@ def status() -> None:
         for row in jobs:
             flink_table.add_row(*row)
         out.print(flink_table)
+    _print_containers()
     if rows[0].state == "running":
         _print_firing()
+
+
+def _print_containers() -> None:
+    """scorestream's containers on the Docker engine, when one answers (deployed workers, the compose system)."""
+    from scorestream import containers
+
+    client = containers.engine()
+    if client is not None and (found := containers.rows(client)):
+        table = Table("container", "state", "model", "image")
+        for row in found:
+            table.add_row(row.name, row.state, row.model or "-", row.image)
+        out.print(table)
 
 
 def _print_firing() -> None:
@@ -277,13 +290,13 @@ def _add_parts() -> None:
     """Verbs of the parts outside the core, each in its own folder."""
     from canary.cli import alerts_cmd, canary_cmd
     from decoy.cli import decoy_cmd, replay_cmd
-    from models.cli import worker
+    from models.cli import deploy, undeploy, worker
     from rendezvous.cli import policy_cmd, promote, results
     from savepoints.cli import savepoint_cmd, savepoints_cmd, upgrade_cmd
     from scorestream.demo import bench, demo
 
-    for command in (worker, policy_cmd, promote, results, demo, bench, decoy_cmd, replay_cmd, canary_cmd,
-                    alerts_cmd, savepoints_cmd, savepoint_cmd, upgrade_cmd):
+    for command in (worker, deploy, undeploy, policy_cmd, promote, results, demo, bench, decoy_cmd, replay_cmd,
+                    canary_cmd, alerts_cmd, savepoints_cmd, savepoint_cmd, upgrade_cmd):
         cli.add_command(command)
 
 
