@@ -21,6 +21,7 @@ from decoy.scoring import Scorer
 from decoy.sinks import ParquetSink, TopicSink
 from decoy.timerange import TimeRange
 from scorestream.contract import ContractError, KafkaRecord, Outcome, Request, Result
+from scorestream.swap import is_control
 from scorestream.topics import TopicRegistry
 
 CHUNK = 4096
@@ -40,6 +41,7 @@ class ReplaySummary:
     time_range: TimeRange
     read: int = 0                                   # archive records in the range
     malformed: Counter = field(default_factory=Counter)   # reason -> count: skipped, not scored
+    control: int = 0                                # control records archived (swap tokens): skipped
     scored: int = 0
     scores: dict[str, list[np.ndarray]] = field(default_factory=dict)
     served: dict[str, Agreement] = field(default_factory=dict)
@@ -180,6 +182,9 @@ def _decode(record: KafkaRecord, summary: ReplaySummary) -> tuple[ArchivedReques
         archived = ArchivedRequest.from_record(record)
     except ContractError:
         summary.malformed["not written by the decoy"] += 1
+        return None
+    if is_control(archived.original.headers):      # a swap token: not a request, never replayed
+        summary.control += 1
         return None
     try:
         return archived, Request.from_record(archived.original)

@@ -2,6 +2,8 @@
 
 A request that does not parse or whose payload the extractor refuses goes to
 scoring.deadletter with the reason (stage `extract`); the job keeps going.
+A swap token (scorestream.swap) is not a request: it marks where a hot swap of
+this job hands the partition over, and is neither extracted nor dead-lettered.
 When it names a request id, a `Rejection` with the same reason also goes to
 scoring.rejections, so that the rendezvous answers it at once as rejected.
 Both are flushed one by one: they are rare, and they must be safe before the
@@ -19,7 +21,8 @@ from __future__ import annotations
 import gc
 
 import orjson
-from pyflink.common import Types, WatermarkStrategy
+
+from pyflink.common import Types
 from pyflink.datastream.functions import FlatMapFunction, RuntimeContext
 
 from scorestream import flink, kafka
@@ -47,42 +50,63 @@ def rejection_of(value: str, error: ValueError) -> Rejection | None:
 
 
 class Extract(FlatMapFunction):
+    """Rows (value, topic, partition) of the requests -> features. extracted_by: the deployment the features
+    name; predecessor: the deployment this one takes over from by a swap token."""
+
     def __init__(self, extractor_ref: str, bootstrap: str, source_topic: str, deadletter_topic: str,
-                 rejections_topic: str):
+                 rejections_topic: str, extracted_by: dict | None = None, predecessor: str | None = None):
         self.extractor_ref, self.bootstrap = extractor_ref, bootstrap
         self.source_topic, self.deadletter_topic, self.rejections_topic = source_topic, deadletter_topic, rejections_topic
+        self.extracted_by, self.predecessor = extracted_by, predecessor
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from extractors import get_extractor
+        from scorestream.swap import Ownership
         self.extractor = get_extractor(self.extractor_ref)
+        self.ownership = Ownership((self.extracted_by or {}).get("deployment", ""), self.predecessor)
         self.dead = DeadLetterSink(kafka.producer(self.bootstrap), self.deadletter_topic, STAGE)
         for topic in (self.deadletter_topic, self.rejections_topic):    # so that the first refusal waits for nothing
             self.dead.producer.list_topics(topic, timeout=10)
         gc.freeze()     # start-up objects never die: keep them out of the collector's full passes
 
-    def flat_map(self, value: str):
+    def flat_map(self, row):
         from extractors import ExtractError
+        value, partition = row[0], row[2]
         try:
-            request = Request.from_json(value)
+            doc = orjson.loads(value) if value is not None else None
+        except orjson.JSONDecodeError:
+            doc = None                  # dead-lettered below with the reason, if this partition is ours
+        if isinstance(doc, dict) and doc.get("kind") == "token":
+            if doc.get("name") == "extract" and isinstance(doc.get("body"), dict):
+                self.ownership.token(partition, doc["body"])
+            return
+        if not self.ownership.owns(partition):
+            return
+        try:
+            request = Request.from_dict(doc) if doc is not None else Request.from_json(value)
             vector = self.extractor.extract(request.payload)
         except (ContractError, ExtractError) as exc:
-            self.dead.send(KafkaRecord(None, value.encode(), topic=self.source_topic), str(exc))
-            rejection = rejection_of(value, exc)
+            self.dead.send(KafkaRecord(None, (value or "").encode(), topic=self.source_topic, partition=partition),
+                           str(exc))
+            rejection = rejection_of(value or "", exc)
             if rejection is not None:
                 kafka.produce(self.dead.producer, self.rejections_topic, rejection.to_record())
             self.dead.producer.flush(30)
             return
-        yield Features(request.request_id, request.ts, self.extractor.ref, tuple(vector.tolist())).to_json().decode()
+        yield Features(request.request_id, request.ts, self.extractor.ref, tuple(vector.tolist()),
+                       self.extracted_by).to_json().decode()
 
     def close(self) -> None:
         self.dead.producer.flush(30)
 
 
-def build(env, registry: TopicRegistry, bootstrap: str, extractor_ref: str) -> None:
+def build(env, registry: TopicRegistry, bootstrap: str, extractor_ref: str, extracted_by: dict | None = None,
+          predecessor: str | None = None) -> None:
     requests = registry.name("requests")
-    source = flink.kafka_source(requests, "scorestream.extract", bootstrap, properties=kafka.gathered_fetch(java=True))
-    (env.from_source(source, WatermarkStrategy.no_watermarks(), "requests").uid("extract.source")
-        .flat_map(Extract(extractor_ref, bootstrap, requests, registry.name("deadletter"), registry.name("rejections")),
+    (flink.kafka_partitioned_source(env, "extract_requests", [requests], "scorestream.extract", bootstrap,
+                                    properties=kafka.gathered_fetch(java=True))
+        .flat_map(Extract(extractor_ref, bootstrap, requests, registry.name("deadletter"), registry.name("rejections"),
+                          extracted_by, predecessor),
                   output_type=Types.STRING())
         .uid("extract").name("extract")
         .sink_to(flink.kafka_sink(registry.name("features"), bootstrap)).uid("extract.sink"))

@@ -53,11 +53,12 @@ class RequestState:
     first_seen: float | None = None    # when anything of this request arrived (clean-up of orphans)
     timer: int | None = None           # the one timer registered for this request
     label: int | None = None           # the outcome, once joined
+    owner: str | None = None           # the deployment that took the request, during a hot swap only
 
     def __reduce__(self):
         # Flink pickles the state on every event: a tuple of fields pickles several times faster than __dict__
         return RequestState, (self.ts, self.preferred, self.scores, self.answered, self.first_seen, self.timer,
-                              self.label)
+                              self.label, self.owner)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,15 @@ def on_timer(state: RequestState, request_id: str, policy: Policy, now: float,
         return Step(clear=True)
     result = _try_answer(state, request_id, policy, now, capped)
     return _schedule(state, _next_timer(state, policy, now), result=result)
+
+
+def mark_answered(state: RequestState) -> bool:
+    """A request answered by a run whose state was lost (a crash after the restored checkpoint): never answer
+    it again; its timers then only free it after the grace period. True if it was not marked yet."""
+    if state.answered:
+        return False
+    state.answered = True
+    return True
 
 
 def _schedule(state: RequestState, timer: int, result: Result | None = None) -> Step:

@@ -1,10 +1,13 @@
-"""The rendezvous job (Flink): requests + scores + outcomes keyed by request id, policy and posteriors broadcast.
+"""The rendezvous job (Flink): requests, scores, rejections and outcomes keyed by request id, the policy and
+the posteriors broadcast.
 
 A thin shell over rendezvous.core: Flink holds the per-request state and the
 processing-time timers; core decides. Exactly one result per request. An
 outcome joined with its request's scores becomes a reward (side output) for
 the learner (rendezvous/learner.py), whose posterior snapshots come back
-through scoring.posteriors into the broadcast state.
+through scoring.posteriors into the broadcast state. Records come with their
+topic and partition: a swap token marks the cut of a hot swap per partition
+(savepoints/, scorestream/swap.py).
 Operator uids are stable (`rendezvous.*`): savepoints restore by them.
 """
 
@@ -33,13 +36,13 @@ POLICY_STATE = MapStateDescriptor("policy", Types.STRING(), Types.STRING())
 REWARDS = OutputTag("rewards", Types.STRING())
 
 
-def parse(value: str) -> tuple | None:
+def parse(value: str | None) -> tuple | None:
     """A request -> ("request", id, ts), a score -> ("score", id, name@version, score),
     a rejection -> ("rejection", id, Rejection), an outcome -> ("outcome", id, label) or
-    ("bad_outcome", id, reason); None if none of these.
+    ("bad_outcome", id, reason), a swap token -> ("token", body); None if none of these.
 
     The four topics come through one source, so one parse tells them apart (a rejection has a stage, an
-    outcome a label). The extract job and the workers dead-letter malformed requests and scores, so here
+    outcome a label, a token its kind). The extract job and the workers dead-letter malformed requests and scores, so here
     they are only counted; the rendezvous is the one reader of outcomes, so it dead-letters bad ones.
     """
     try:
@@ -55,27 +58,45 @@ def parse(value: str) -> tuple | None:
             except ContractError as exc:
                 return ("bad_outcome", str(doc.get("request_id", "")), str(exc))
             return ("outcome", outcome.request_id, outcome.label)
+        if doc.get("kind") == "token":
+            return ("token", doc["body"]) if doc.get("name") == "rendezvous" else ("token", {})
         return ("score", str(doc["request_id"]), f"{doc['model']}@{doc['version']}", float(doc["score"]))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):  # ContractError: ValueError
         return None
 
 
-def request_id_of(value: str) -> str:
-    """The key of a request or a score ("" for what does not parse: dropped and counted downstream)."""
-    event = parse(value)
-    return event[1] if event else ""
+def request_id_of(row) -> str:
+    """The key of a request or a score ("" for a token and what does not parse: dropped and counted downstream)."""
+    event = parse(row[0])
+    return event[1] if event and event[0] != "token" else ""
 
 
 class Rendezvous(KeyedBroadcastProcessFunction):
-    def __init__(self, policy: dict, metrics_port: int, bootstrap: str, topics: dict[str, str]):
+    """Input rows are (value, topic, partition) of requests, scores, rejections and outcomes.
+
+    topics: the names of requests, outcomes, posteriors and deadletter. answered_before: request ids a crashed
+    run answered after the restore point (marked, never answered again); answered_by: the deployment every
+    result names; predecessor: the deployment this one takes over from by a swap token (scorestream.swap):
+    until the token of a partition of the requests has passed, its requests are the predecessor's, and so
+    is every request the savepoint brought along.
+    """
+
+    def __init__(self, policy: dict, metrics_port: int, bootstrap: str, topics: dict[str, str],
+                 answered_before: frozenset = frozenset(), answered_by: dict | None = None,
+                 predecessor: str | None = None):
         self.initial_policy, self.metrics_port = policy, metrics_port
-        self.bootstrap, self.topics = bootstrap, topics      # topics: outcomes, posteriors, deadletter
+        self.bootstrap, self.topics = bootstrap, topics
+        self.answered_before, self.answered_by = answered_before, answered_by
+        self.deployment = (answered_by or {}).get("deployment", "")
+        self.predecessor = predecessor
 
     def open(self, runtime_context) -> None:
         from rendezvous import metrics
         from scorestream.metrics import serve
+        from scorestream.swap import Ownership
         self.metrics = metrics
-        serve(self.metrics_port)
+        serve(self.metrics_port, wait=True)     # during a hot swap the predecessor holds the port until it stops
+        self.ownership = Ownership(self.deployment, self.predecessor)
         self.state = runtime_context.get_state(ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))
         self.bandit = Bandit()
         self.counters = {}                      # labelled counters, looked up once each
@@ -120,10 +141,15 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             child = self.counters[(counter, labels)] = counter.labels(*labels)
         child.inc()
 
-    def process_element(self, value, ctx):
+    def process_element(self, row, ctx):
+        value, topic, partition = row[0], row[1], row[2]
         event = parse(value)
         if event is None:
             self._inc(self.metrics.EVENTS, "malformed")
+            return
+        if event[0] == "token":
+            if topic == self.topics["requests"]:   # the cut is on the requests; tokens elsewhere only pass
+                self._inc(self.metrics.EVENTS, self.ownership.token(partition, event[1]) or "other_token")
             return
         policy = self._current_policy(ctx)
         now = ctx.timer_service().current_processing_time()
@@ -131,9 +157,22 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         if event[0] in ("outcome", "bad_outcome"):
             yield from self._outcome(event, value, state, policy, ctx)
             return
-        if state is None:
+        fresh = state is None
+        if fresh:
             state = core.RequestState()
             self.metrics.LIVE_REQUESTS.inc()
+        # a fresh state for a score is stored as it is (it cannot answer): mark it when its request comes
+        if self.answered_before and not (fresh and event[0] == "score"):
+            self._mark_if_answered_before(state, event[1])
+        if event[0] == "request" and state.ts is None:
+            if not self.ownership.owns(partition):
+                self._mark(state, "not_owned")
+            elif self.predecessor:
+                state.owner = self.deployment
+        elif event[0] == "rejection" and state.ts is None and self.predecessor and not self.ownership.taken:
+            self._mark(state, "not_owned")     # before any token: its request is the predecessor's
+        elif self.predecessor:
+            self._mark_if_predecessors(state)
         capped = self.bandit.capped(policy)
         if event[0] == "request":
             _, request_id, ts = event
@@ -170,9 +209,27 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         state = self.state.value()
         if state is None:
             return
+        if self.answered_before:
+            self._mark_if_answered_before(state, ctx.get_current_key())
+        if self.predecessor:
+            self._mark_if_predecessors(state)
         policy = self._current_policy(ctx)
         step = core.on_timer(state, ctx.get_current_key(), policy, timestamp, self.bandit.capped(policy))
         yield from self._apply(step, state, ctx, policy)
+
+    def _mark_if_answered_before(self, state: core.RequestState, request_id: str) -> None:
+        if request_id in self.answered_before:
+            self._mark(state, "answered_before_restore")
+
+    def _mark_if_predecessors(self, state: core.RequestState) -> None:
+        """A request seen before this deployment owned its partition (or in the savepoint) is answered by
+        the predecessor."""
+        if state.ts is not None and state.owner != self.deployment:
+            self._mark(state, "not_owned")
+
+    def _mark(self, state: core.RequestState, why: str) -> None:
+        if core.mark_answered(state):
+            self._inc(self.metrics.EVENTS, why)
 
     def process_broadcast_element(self, value, ctx):
         """A control record: a policy document replaces the policy in force (validated first).
@@ -212,6 +269,8 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             yield REWARDS, reward_record(step.reward[0], step.reward[1], policy.discount)
         if step.result:
             r = step.result
+            if self.answered_by:
+                r = replace(r, answered_by=self.answered_by)
             model = f"{r.model}@{r.version}" if r.model else None
             self.bandit.answered(model)
             self._inc(self.metrics.ANSWERS, r.rule, model or r.rule)
@@ -224,15 +283,15 @@ class Rendezvous(KeyedBroadcastProcessFunction):
 
 
 def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_port: int = 0,
-          group: str = "scorestream.rendezvous", start: str = "committed") -> None:
-    """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench)."""
+          group: str = "scorestream.rendezvous", start: str = "committed", answered_before: frozenset = frozenset(),
+          answered_by: dict | None = None, predecessor: str | None = None) -> None:
+    """The job's graph. `group` and `start` let a second instance run beside the stack's (rendezvous.bench);
+    answered_before, answered_by and predecessor: see Rendezvous."""
     no_wm = WatermarkStrategy.no_watermarks()
-    # one source for the four keyed topics: a single consumer and no parse step before the key
+    # one source for the four keyed topics, with each record's partition (the cut of a hot swap is per partition)
     keyed = [registry.name(t) for t in ("requests", "scores", "rejections", "outcomes")]
-    events = (env.from_source(flink.kafka_source(keyed, group, bootstrap, start=start,
-                                                 properties=kafka.gathered_fetch(java=True)),
-                              no_wm, "requests+scores+rejections+outcomes")
-              .uid("rendezvous.source.events"))
+    events = flink.kafka_partitioned_source(env, "rendezvous_events", keyed, group, bootstrap, start=start,
+                                            properties=kafka.gathered_fetch(java=True))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
                                                   start="earliest"), no_wm, "control")
                .uid("rendezvous.source.control"))
@@ -240,10 +299,11 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
     posteriors = (env.from_source(flink.kafka_source(registry.name("posteriors"), group + ".posteriors", bootstrap,
                                                      start="latest"), no_wm, "posteriors")
                   .uid("rendezvous.source.posteriors"))
-    topics = {t: registry.name(t) for t in ("outcomes", "posteriors", "deadletter")}
+    topics = {t: registry.name(t) for t in ("requests", "outcomes", "posteriors", "deadletter")}
     answers = (events.key_by(request_id_of, key_type=Types.STRING())
                .connect(control.union(posteriors).broadcast(POLICY_STATE))
-               .process(Rendezvous(policy.to_dict(), metrics_port, bootstrap, topics), output_type=Types.STRING())
+               .process(Rendezvous(policy.to_dict(), metrics_port, bootstrap, topics, answered_before, answered_by,
+                                   predecessor), output_type=Types.STRING())
                .uid("rendezvous").name("rendezvous"))
     answers.sink_to(flink.kafka_sink(registry.name("results"), bootstrap)).uid("rendezvous.sink")
     (answers.get_side_output(REWARDS)

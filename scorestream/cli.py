@@ -29,7 +29,7 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 Everyone:  up, down, status, demo, bench
 Producers: publish, results, outcomes
 Models:    worker, deploy, undeploy
-Ops:       policy, promote, decoy, canary, alerts, topics apply, topics list
+Ops:       policy, promote, decoy, canary, alerts, topics apply, topics list, savepoint, savepoints, upgrade
 Analysts:  replay
 """
 
@@ -58,19 +58,33 @@ def _policy_option(f):
 @_port_option
 @_policy_option
 @click.option("--broker-only", is_flag=True, help="Only the Kafka broker and the topics.")
-def up(port: int | None, policy_path: Path | None, broker_only: bool) -> None:
+@click.option("--restore", "restores", multiple=True, metavar="JOB=PATH",
+              help="Start JOB (extract, rendezvous) from this savepoint instead of its newest restore point.")
+@click.option("--fresh", is_flag=True, help="Start the Flink jobs without any saved state (from committed offsets).")
+def up(port: int | None, policy_path: Path | None, broker_only: bool, restores: tuple[str, ...], fresh: bool) -> None:
     """Start the embedded system; returns when every part runs. Harmless when running.
 
     A Kafka broker (KRaft) on 127.0.0.1, the topics of topics.yaml, the Flink
     extract and rendezvous jobs, the decoy, and one worker per model the
     policy names (the canary among them).
+
+    A Flink job that is not running starts from its newest savepoint or retained
+    checkpoint under <home>/savepoints/<job>/ (after a crash: nothing lost, nothing
+    answered twice; see docs/savepoints.md).
     """
-    bring_up(_stack_settings(port), policy_path, broker_only)
+    restore = {"extract": "none", "rendezvous": "none"} if fresh else {}
+    for item in restores:
+        job_name, sep, path = item.partition("=")
+        if not sep or job_name not in ("extract", "rendezvous"):
+            raise UserError(f"--restore {item!r}: give JOB=PATH with JOB extract or rendezvous")
+        restore[job_name] = path
+    bring_up(_stack_settings(port), policy_path, broker_only, restore)
 
 
-def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_only: bool = False):
+def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_only: bool = False,
+             restore: dict[str, str] | None = None):
     with err.status("starting the embedded system (Flink jobs take ~30 s) ..."):
-        broker, seconds, plan, started = stack.up(settings, broker_only, policy_path)
+        broker, seconds, plan, started = stack.up(settings, broker_only, policy_path, restore)
     if seconds is None:
         out.print(f"kafka already running on {broker.bootstrap}")
     else:
@@ -98,6 +112,13 @@ def status() -> None:
         table.add_row(row.name, row.state, str(row.pid or "-"), f"{row.rss_mb:,.0f}", row.where)
     table.add_row("total", "", "", f"{sum(r.rss_mb for r in rows):,.0f}", "")
     out.print(table)
+    from savepoints.cli import job_rows
+    jobs = job_rows(StackSettings().home)
+    if jobs:
+        flink_table = Table("Flink job", "job id", "state", "last checkpoint", "code version", "REST")
+        for row in jobs:
+            flink_table.add_row(*row)
+        out.print(flink_table)
     _print_containers()
     if rows[0].state == "running":
         _print_firing()
@@ -127,11 +148,10 @@ def _print_firing() -> None:
     if not firing:
         out.print("alerts: none firing")
         return
-    table = Table("alert firing", "model", "value", "threshold", "since", "runbook")
-    for a in firing:
+    for a in firing:          # one plain line each: a table would cut names and links on a narrow terminal
         since = time.strftime("%H:%M:%S", time.gmtime(a.first_seen / 1000)) if a.first_seen else "-"
-        table.add_row(a.alert, a.model, f"{a.value:g}", f"{a.threshold:g}", since, a.runbook)
-    out.print(table)
+        out.print(f"alert firing: {a.alert} {a.model} {a.value:g} (threshold {a.threshold:g}) since {since} UTC, "
+                  f"{a.severity}: {a.reason}; see {a.runbook}", highlight=False, soft_wrap=True)
 
 
 @cli.group("topics")
@@ -234,10 +254,16 @@ def _report_sent(report: PublishReport, name: str) -> None:
 @click.argument("name", type=click.Choice(["extract", "rendezvous"]))
 @_policy_option
 @click.option("--metrics-port", type=int, default=0, help="Serve the job's /metrics here; 0: off.")
-def job(name: str, policy_path: Path | None, metrics_port: int) -> None:
-    """Run a Flink job of the stack in a local mini cluster (what `up` starts)."""
+@click.option("--restore", default="latest", show_default=True,
+              help="latest: the newest savepoint or retained checkpoint, if any; none; or a savepoint directory.")
+@click.option("--deployment-id", default=None, help="This start's deployment id. [default: a new one]")
+@click.option("--takes-over-from", "predecessor", default=None, metavar="DEPLOYMENT",
+              help="Hot swap: answer only what comes after DEPLOYMENT's swap token (see `scorestream upgrade`).")
+def job(name: str, policy_path: Path | None, metrics_port: int, restore: str, deployment_id: str | None,
+        predecessor: str | None) -> None:
+    """Run a Flink job of the stack in a local mini cluster (what `up` starts), operable through its REST API."""
     from rendezvous.policy import DEFAULT_PATH, Policy
-    from scorestream import flink
+    from savepoints import deploy
     from models.registry import list_models
 
     policy = Policy.load(policy_path or DEFAULT_PATH, known_models=set(list_models()))
@@ -245,10 +271,14 @@ def job(name: str, policy_path: Path | None, metrics_port: int) -> None:
     bootstrap = KafkaSettings().bootstrap()
     if name == "extract":
         from extractors.job import build
-        flink.run_job("extract", lambda env: build(env, registry, bootstrap, policy.extractor))
+        deploy.run("extract", lambda env, answered, by: build(env, registry, bootstrap, policy.extractor, by,
+                                                              predecessor), restore, deployment_id, predecessor)
     else:
         from rendezvous.job import build
-        flink.run_job("rendezvous", lambda env: build(env, registry, bootstrap, policy, metrics_port))
+        deploy.run("rendezvous", lambda env, answered, by: build(env, registry, bootstrap, policy, metrics_port,
+                                                                 answered_before=answered, answered_by=by,
+                                                                 predecessor=predecessor),
+                   restore, deployment_id, predecessor)
 
 
 def _topic_name(topic: str) -> str:
@@ -262,10 +292,11 @@ def _add_parts() -> None:
     from decoy.cli import decoy_cmd, replay_cmd
     from models.cli import deploy, undeploy, worker
     from rendezvous.cli import policy_cmd, promote, results
+    from savepoints.cli import savepoint_cmd, savepoints_cmd, upgrade_cmd
     from scorestream.demo import bench, demo
 
-    for command in (worker, deploy, undeploy, policy_cmd, promote, results, demo, bench, decoy_cmd, replay_cmd, canary_cmd,
-                    alerts_cmd):
+    for command in (worker, deploy, undeploy, policy_cmd, promote, results, demo, bench, decoy_cmd, replay_cmd,
+                    canary_cmd, alerts_cmd, savepoints_cmd, savepoint_cmd, upgrade_cmd):
         cli.add_command(command)
 
 

@@ -183,6 +183,7 @@ class Features(Message):
     ts: int
     extractor: str                # name@version
     features: tuple[float, ...]
+    extracted_by: dict[str, str] | None = None   # the extract job's deployment: {"job", "version", "deployment"}
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,7 @@ class Result(Message):
     canary: dict[str, Any] | None  # {"score", "delta"} when the canary had scored
     policy_version: int
     error: dict[str, str] | None = None   # rejected: {"stage", "reason", "field"}, as its dead letter says
+    answered_by: dict[str, str] | None = None   # the deployment that answered: {"job", "version", "deployment"}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import site
+import socket
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,7 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         "pipeline.jars": connector_jar().as_uri(),
-        "rest.port": "0",                                # several local jobs side by side
+        "rest.port": "0",                                # several local jobs side by side (run_job picks one)
         "classloader.check-leaked-classloader": "false",  # the Kafka admin thread outlives a bounded job
     } | (config or {})
     for key, value in settings.items():
@@ -86,6 +87,28 @@ def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str 
     return builder.build()
 
 
+def kafka_partitioned_source(env, name: str, topics: list[str], group: str, bootstrap: str, start: str = "committed",
+                              properties: dict | None = None):
+    """Records of `topics` as rows (value, topic, partition), through the Table API's Kafka connector: the
+    DataStream connector gives values only, and a swap token marks a cut per partition (savepoints/).
+
+    start: earliest | latest | committed (earliest when none). Read committed; the value is the raw UTF-8 text.
+    """
+    from pyflink.table import StreamTableEnvironment
+
+    mode = {"earliest": "earliest-offset", "latest": "latest-offset", "committed": "group-offsets"}[start]
+    options = {"connector": "kafka", "topic": ";".join(topics), "format": "raw",
+               "properties.bootstrap.servers": bootstrap, "properties.group.id": group,
+               "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
+               "scan.startup.mode": mode} | {f"properties.{k}": str(v) for k, v in (properties or {}).items()}
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.exec.uid.generation", "ALWAYS")   # stable operator ids: savepoints restore by them
+    with_ = ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE `{name}` (`value` STRING, `topic` STRING METADATA VIRTUAL, "
+                      f"`partition` INT METADATA VIRTUAL) WITH ({with_})")
+    return t_env.to_data_stream(t_env.from_path(f"`{name}`"))
+
+
 def kafka_sink(topic: str, bootstrap: str, linger_ms: int = 1):
     """A KafkaSink of value strings, at-least-once (flushed on every checkpoint)."""
     from pyflink.common.serialization import SimpleStringSchema
@@ -114,23 +137,66 @@ class JobSettings(_Settings):
                 "execution.checkpointing.interval": f"{self.checkpoint_interval_ms} ms"}
 
 
-def run_job(name: str, build) -> None:
-    """Build a job on a fresh environment with the latency settings and run it until cancelled or stopped."""
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted=None, before_submit=None) -> None:
+    """Build a job on a fresh environment with the latency settings and run it until cancelled or stopped.
+
+    The mini cluster's REST endpoint listens on a free port of 127.0.0.1, so the job is operable through
+    Flink's REST API (savepoints, stop); on_submitted(job_id, rest_url) is called once it runs.
+    before_submit() may return more configuration, once the JVM runs and the graph is built (a hot swap
+    takes the old version's savepoint only then, so the new one has less to catch up).
+    A job that ends (stopped with a savepoint) returns; SIGTERM cancels it.
+    """
     settings = JobSettings()
-    env = environment(settings.config(), name=f"flink.{name}")
+    port = free_port()
+    env = environment(settings.config() | {"rest.port": str(port), "rest.address": "127.0.0.1",
+                                           "rest.bind-address": "127.0.0.1"} | (config or {}),
+                      name=f"flink.{name}")
     env.set_buffer_timeout(settings.buffer_timeout_ms)
     build(env)
+    extra = before_submit() if before_submit else None
+    if extra:
+        from pyflink.common import Configuration
+        conf = Configuration()
+        for key, value in extra.items():
+            conf.set_string(key, value)
+        env.configure(conf)
     ready = StackSettings().home / "run" / f"flink.{name}.job"     # what a container's health check looks at
     ready.unlink(missing_ok=True)
     client = env.execute_async(name)
-    print(f"{name}: job {client.get_job_id()} submitted", flush=True)
+    job_id = str(client.get_job_id())
+    if on_submitted:
+        on_submitted(job_id, f"http://127.0.0.1:{port}")
+    print(f"{name}: job {job_id} submitted, REST http://127.0.0.1:{port}", flush=True)
     ready.parent.mkdir(parents=True, exist_ok=True)
-    ready.write_text(str(client.get_job_id()))
+    ready.write_text(job_id)
     # wait in Python, not in a Java call, so SIGTERM is handled at once: cancel the job, then exit
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        while not client.get_job_status().result().is_globally_terminal_state():
+        while not (status := _status(client)) in ("gone", "FINISHED", "FAILED", "CANCELED"):
             time.sleep(1.0)
     finally:
-        client.cancel()
-    raise UserError(f"{name}: the job ended with status {client.get_job_status().result()}")
+        if _status(client) != "gone":
+            client.cancel()
+    if status in ("gone", "FINISHED"):       # a job that ends shuts its mini cluster down with it
+        print(f"{name}: job {job_id} ended", flush=True)
+        return
+    try:
+        client.get_job_execution_result().result()
+    except Exception as exc:                 # the cause, for the log (a savepoint that does not restore, ...)
+        print(f"{name}: {str(exc)[:20000]}", flush=True)
+    raise UserError(f"{name}: the job ended with status {status}")
+
+
+def _status(client) -> str:
+    """The job's status, or "gone" once its mini cluster has shut down."""
+    from py4j.protocol import Py4JJavaError
+    try:
+        return str(client.get_job_status().result())
+    except Py4JJavaError:
+        return "gone"

@@ -8,6 +8,8 @@ is read straight off a histogram.
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 from prometheus_client import Counter, start_http_server
 
@@ -17,12 +19,32 @@ DEAD_LETTERED = Counter("scorestream_dead_lettered_total", "Records sent to the 
 _SERVED: set[int] = set()
 
 
-def serve(port: int | None) -> None:
+def serve(port: int | None, wait: bool = False) -> None:
     """Expose /metrics on port (no-op when port is None or 0).
 
     On 127.0.0.1 unless SCORESTREAM_METRICS_ADDR says otherwise: a container
     sets 0.0.0.0 so Prometheus can reach it through the published port.
+    wait: if the port is taken (the old version of a job during a hot swap), keep trying in the background.
     """
-    if port and port not in _SERVED:      # a Flink task restarted in the same interpreter opens again
-        start_http_server(port, addr=os.environ.get("SCORESTREAM_METRICS_ADDR", "127.0.0.1"))
+    if not port or port in _SERVED:       # a Flink task restarted in the same interpreter opens again
+        return
+    addr = os.environ.get("SCORESTREAM_METRICS_ADDR", "127.0.0.1")
+    try:
+        start_http_server(port, addr=addr)
         _SERVED.add(port)
+    except OSError:
+        if not wait:
+            raise
+
+        def retry() -> None:
+            while True:
+                time.sleep(0.5)
+                try:
+                    start_http_server(port, addr=addr)
+                    _SERVED.add(port)
+                    return
+                except OSError:
+                    continue
+
+        _SERVED.add(port)                   # one retrying thread per port
+        threading.Thread(target=retry, name="metrics-port", daemon=True).start()

@@ -42,18 +42,21 @@ class Part:
     ready_line: str | None = None
 
 
-def system_parts(settings: StackSettings, policy_path: Path | None = None) -> list[Part]:
+def system_parts(settings: StackSettings, policy_path: Path | None = None,
+                 restore: dict[str, str] | None = None) -> list[Part]:
     """The Flink jobs, one worker per model the policy names (the canary as canary), the decoy and the canary
-    monitor."""
+    monitor. restore: job -> latest | none | a savepoint directory (default latest: see savepoints.deploy)."""
     from models.registry import list_models
     from rendezvous.policy import DEFAULT_PATH, Policy
 
     policy_path = policy_path or DEFAULT_PATH
     policy = Policy.load(policy_path, known_models=set(list_models()))
     port = settings.metrics_port_base
-    parts = [Part("flink.extract", ("job", "extract", "--policy", str(policy_path)), "submitted"),
-             Part("flink.rendezvous", ("job", "rendezvous", "--policy", str(policy_path), "--metrics-port", str(port)),
-                  "submitted"),
+    restore = restore or {}
+    parts = [Part("flink.extract", ("job", "extract", "--policy", str(policy_path),
+                                    "--restore", restore.get("extract", "latest")), "submitted"),
+             Part("flink.rendezvous", ("job", "rendezvous", "--policy", str(policy_path), "--metrics-port", str(port),
+                                       "--restore", restore.get("rendezvous", "latest")), "submitted"),
              Part("decoy", ("decoy", "--metrics-port", str(port + 1))),
              Part("canary", ("canary", "--policy", str(policy_path), "--metrics-port", str(port + CANARY_PORT_OFFSET)),
                   "canary monitor running")]
@@ -63,12 +66,12 @@ def system_parts(settings: StackSettings, policy_path: Path | None = None) -> li
     return parts
 
 
-def up(settings: StackSettings | None = None, broker_only: bool = False,
-       policy_path: Path | None = None) -> tuple[Broker, float | None, topics.Plan, list[str]]:
+def up(settings: StackSettings | None = None, broker_only: bool = False, policy_path: Path | None = None,
+       restore: dict[str, str] | None = None) -> tuple[Broker, float | None, topics.Plan, list[str]]:
     """Start what is not running. Returns the broker, its seconds to ready (None: was running),
     the topic plan applied and the names of the parts started."""
     settings = settings or StackSettings()
-    parts = [] if broker_only else system_parts(settings, policy_path)     # a bad policy stops us here
+    parts = [] if broker_only else system_parts(settings, policy_path, restore)     # a bad policy stops us here
     broker = Broker(settings)
     seconds = None
     if not broker.running():

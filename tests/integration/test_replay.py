@@ -185,7 +185,8 @@ def test_with_outcomes_grades_every_model_beside_the_answers_served(broker, regi
     for rid in labelled:
         p.produce(registry.name("outcomes"), Outcome(rid, truth[rid], int(time.time() * 1000)).to_json(),
                   rid.encode())
-        p.produce(registry.name("results"), Result(rid, 0.5, None, None, "default", 100.0, {}, None, 1).to_json())
+        p.produce(registry.name("results"), Result(rid, 0.5, None, None, "default", 100.0, {}, None, 1).to_json(),
+                  timestamp=sent[rid].ts + 100)                   # answered when the request came
     p.produce(registry.name("outcomes"), Outcome(labelled[0], 1 - truth[labelled[0]], 1).to_json())  # 2nd: ignored
     assert p.flush(30) == 0
     out = tmp_path / "graded.parquet"

@@ -1,0 +1,94 @@
+"""Start a Flink job of the stack as a deployment: from a restore point, with retained checkpoints, recorded.
+
+Every start is a deployment (an id, the code version, the REST address, the Flink
+job id) recorded under <home>/savepoints/<job>/. Checkpoints go there too and are
+retained when the job is cancelled or dies, so the next start restores from the
+newest restore point (`restore="latest"`, what `up` asks for).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from savepoints import recovery
+from savepoints.registry import Deployment, JobHome, RestorePoint, code_version, new_deployment_id
+from scorestream import flink, topics
+from scorestream.errors import UserError
+from scorestream.settings import KafkaSettings, StackSettings
+
+
+def restore_point(home: JobHome, restore: str, prefix: str) -> RestorePoint | None:
+    """`latest` (the newest restore point on these topics, if any), `none`, or a savepoint/checkpoint directory."""
+    if restore == "none" or restore.startswith("wait:"):
+        return None
+    if restore == "latest":
+        return home.latest(prefix)
+    path = Path(restore.removeprefix("file:")).resolve()
+    meta = path / "_metadata"
+    if not meta.exists():
+        raise UserError(f"{path} is not a savepoint or checkpoint (no _metadata in it); "
+                        f"`scorestream savepoints {home.job}` lists them")
+    return RestorePoint(home.job, "savepoint", path, int(meta.stat().st_mtime * 1000), 0, "")
+
+
+def flink_config(home: JobHome, point: RestorePoint | None) -> dict[str, str]:
+    config = {
+        "execution.checkpointing.dir": home.checkpoints.resolve().as_uri(),
+        "execution.checkpointing.savepoint-dir": home.dir.resolve().as_uri(),
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "execution.checkpointing.num-retained": "1",
+    }
+    if point is not None:
+        config["execution.state-recovery.path"] = point.path.resolve().as_uri()
+    return config
+
+
+def run(job: str, build_job, restore: str = "latest", deployment_id: str | None = None,
+        predecessor: str | None = None) -> None:
+    """Run `job` until it is cancelled or stopped. build_job(env, answered_before, answered_by) builds its graph.
+
+    predecessor: this start is the new side of a hot swap (savepoints/upgrade.py): it is recorded among the
+    deployments, and becomes the current one only when the upgrade has cut over to it.
+    restore `wait:FILE`: start the JVM and build the graph, then wait for FILE to name the savepoint to start from.
+    """
+    settings, kafka_settings = StackSettings(), KafkaSettings()
+    home = JobHome(settings.home, job)
+    home.dir.mkdir(parents=True, exist_ok=True)
+    point = restore_point(home, restore, kafka_settings.topic_prefix)
+    answered: frozenset = frozenset()
+    if point is not None:
+        print(f"{job}: restoring from the {point.kind} {point.path}", flush=True)
+        if job == "rendezvous":
+            t0 = time.monotonic()
+            results = topics.TopicRegistry.load().name("results")
+            answered = frozenset(recovery.answered_since(results, point.time_ms, kafka_settings.bootstrap()))
+            print(f"{job}: {len(answered)} requests answered since the restore point read from {results} "
+                  f"in {time.monotonic() - t0:.1f}s; they will not be answered again", flush=True)
+    deployment_id, version = deployment_id or new_deployment_id(), code_version(job)
+    answered_by = {"job": job, "version": version, "deployment": deployment_id}
+
+    def savepoint_when_ready() -> dict[str, str] | None:
+        nonlocal point
+        if not restore.startswith("wait:"):
+            return None
+        handoff = Path(restore.removeprefix("wait:"))
+        print(f"{job}: ready, waiting for the savepoint to start from in {handoff}", flush=True)
+        while not handoff.exists() or not handoff.read_text().strip():
+            time.sleep(0.05)
+        point = restore_point(home, handoff.read_text().strip(), kafka_settings.topic_prefix)
+        print(f"{job}: restoring from the {point.kind} {point.path}", flush=True)
+        return {"execution.state-recovery.path": point.path.resolve().as_uri()}
+
+    def submitted(job_id: str, rest: str) -> None:
+        home.record(Deployment(job, deployment_id, version, rest, job_id, kafka_settings.topic_prefix,
+                               str(point.path) if point else None, int(time.time() * 1000)), current=not predecessor)
+        home.prune()
+
+    started = time.time()
+    flink.run_job(job, lambda env: build_job(env, answered, answered_by), flink_config(home, point), submitted,
+                  savepoint_when_ready)
+    # the job ended by itself: fine only if it was stopped with a savepoint
+    if not any(p.kind == "savepoint" and p.time_ms >= started * 1000 for p in home.restore_points()):
+        raise UserError(f"{job}: the job ended without a savepoint; see its log")
+    print(f"{job}: stopped with a savepoint; `scorestream up` restarts it from there", flush=True)

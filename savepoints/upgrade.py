@@ -1,0 +1,283 @@
+"""Hot swap of a Flink job: the code on disk now runs beside the running version, from its savepoint, and a
+swap token on every partition of the job's input marks the cut (scorestream.swap).
+
+1. the new deployment starts with the old one's command line and environment, `--takes-over-from OLD`, niced:
+   its JVM starts and its graph is built; then a savepoint of the running (old) deployment is taken (the old
+   one goes on running) and the new one starts from it: it reads the same partitions from the savepoint's
+   offsets on and answers nothing yet;
+2. a new version that fails (its savepoint does not restore, it crashes) is stopped here: the old one never
+   stopped answering;
+3. once the new one runs and has caught up, a token goes to every partition of the input topics;
+4. when the old one has read past every token, it still answers what it owns (the requests before the cut)
+   for up to the SLA, plus a grace; then it is stopped, and the new one is the job's current deployment.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from savepoints.registry import Deployment, JobHome, code_version, new_deployment_id
+from savepoints.rest import FlinkRest, SourceProgress
+from scorestream import kafka, swap
+from scorestream.errors import UserError
+from scorestream.process import ManagedProcess
+from scorestream.settings import StackSettings
+from scorestream.topics import TopicRegistry
+
+SOURCES = {"rendezvous": ("rendezvous_events", ("requests", "scores", "rejections")),
+           "extract": ("extract_requests", ("requests",))}
+CUT_TOPIC = "requests"          # the records a deployment owns are requests; tokens among scores only pass
+READY_TIMEOUT_S = 240.0
+NICE = 10                       # the new version's niceness until it takes over
+IDLE_READY_S = 3.0
+CAUGHT_UP_RECORDS = 200         # the new deployment is ready when its source is this close to the end
+
+
+@dataclass
+class Plan:
+    job: str
+    old: Deployment
+    new_deployment: str
+    new_version: str
+    argv: list[str]
+    env: dict[str, str]
+    tokens: dict[str, int]      # topic name -> partitions
+    wait_ms: float              # SLA + grace after the old one read its last token
+
+    def lines(self) -> list[str]:
+        return [f"job {self.job}: deployment {self.old.deployment} (code {self.old.version}, "
+                f"Flink job {self.old.flink_job_id}) runs now",
+                f"1. start deployment {self.new_deployment} (code {self.new_version} as on disk now) beside it",
+                f"2. savepoint of {self.old.deployment} into {JobHome(StackSettings().home, self.job).dir}, "
+                f"without stopping it; {self.new_deployment} starts from it",
+                "3. swap tokens to " + ", ".join(f"{t} ({n} partitions)" for t, n in self.tokens.items()),
+                f"4. stop {self.old.deployment} {self.wait_ms:.0f} ms (SLA + grace) after it read its last token"]
+
+
+@dataclass
+class Report:
+    savepoint: str = ""
+    savepoint_s: float = 0.0
+    savepoint_bytes: int = 0
+    new_ready_s: float = 0.0
+    cut_ms: int = 0
+    token_offsets: dict[str, dict[int, int]] = field(default_factory=dict)
+    old_stopped_s: float = 0.0
+    new: Deployment | None = None
+
+
+class UpgradeLock:
+    """One upgrade of a job at a time (an flock on <home>/savepoints/<job>/upgrade.lock)."""
+
+    def __init__(self, home: JobHome):
+        home.dir.mkdir(parents=True, exist_ok=True)
+        self.path = home.dir / "upgrade.lock"
+
+    def __enter__(self):
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "?"
+            self.file.close()
+            raise UserError(f"an upgrade of this job is under way (pid {holder}); nothing was changed") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def _proc_argv_env(pid: int) -> tuple[list[str], dict[str, str]]:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    env = dict(e.split(b"=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in e)
+    return [a.decode() for a in argv], {k.decode(): v.decode() for k, v in env.items()}
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def _without(argv: list[str], *names: str) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in names:
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
+def plan(job: str, grace_ms: float = 1000.0) -> Plan:
+    """What an upgrade of `job` would do; UserError when the job does not run."""
+    settings = StackSettings()
+    home = JobHome(settings.home, job)
+    old = home.current()
+    proc = ManagedProcess(f"flink.{job}", settings.home)
+    pid = proc.pid()
+    rest = FlinkRest(old.rest) if old else None
+    if old is None or pid is None or not rest.reachable() or rest.job(old.flink_job_id)["state"] != "RUNNING":
+        raise UserError(f"the {job} job is not running, nothing to upgrade: start it with `scorestream up`")
+    argv, env = _proc_argv_env(pid)
+    from rendezvous.policy import DEFAULT_PATH, Policy
+    sla_ms = Policy.load(Path(_option(argv, "--policy") or DEFAULT_PATH)).sla_ms
+    registry = TopicRegistry.load(prefix=env.get("SCORESTREAM_TOPIC_PREFIX", ""))
+    admin = kafka.admin(env.get("SCORESTREAM_BOOTSTRAP_SERVERS"))
+    tokens = {}
+    for topic_id in SOURCES[job][1]:
+        name = registry.name(topic_id)
+        tokens[name] = len(admin.list_topics(name, timeout=10).topics[name].partitions)
+    return Plan(job, old, new_deployment_id(), code_version(job), _without(argv, "--restore", "--deployment-id",
+                "--takes-over-from"), env, tokens, sla_ms + grace_ms)
+
+
+def run(p: Plan, say=print) -> Report:
+    """Carry out the plan; UserError (nothing cut over, the old deployment answering) if the new one fails."""
+    settings = StackSettings()
+    home = JobHome(settings.home, p.job)
+    report = Report()
+    old_rest = FlinkRest(p.old.rest)
+    new_proc = ManagedProcess(f"flink.{p.job}.next", settings.home)
+    new_proc.log_file.unlink(missing_ok=True)
+    handoff = home.dir / f"next-{p.new_deployment}.savepoint"
+    t0 = time.monotonic()
+    # niced while it starts and catches up: the old version, answering meanwhile, keeps the CPU it needs
+    new_proc.start(["nice", "-n", str(NICE), *p.argv, "--restore", f"wait:{handoff}", "--deployment-id",
+                    p.new_deployment, "--takes-over-from", p.old.deployment], env=p.env)
+    try:
+        _wait_log(new_proc, "waiting for the savepoint", p, old_rest)
+        t1 = time.monotonic()
+        report.savepoint = old_rest.savepoint(p.old.flink_job_id, home.dir.resolve().as_uri()).removeprefix("file:")
+        report.savepoint_s = time.monotonic() - t1
+        report.savepoint_bytes = sum(f.stat().st_size for f in Path(report.savepoint).rglob("*") if f.is_file())
+        say(f"savepoint in {report.savepoint_s:.1f}s, {report.savepoint_bytes / 1024:,.1f} KiB: {report.savepoint}")
+        handoff.write_text(report.savepoint)
+        new = _wait_ready(home, new_proc, p, old_rest)
+        os.setpriority(os.PRIO_PGRP, new_proc.pid(), 0)      # from the cut on, it answers
+    except BaseException:
+        new_proc.stop()
+        raise
+    finally:
+        handoff.unlink(missing_ok=True)
+    report.new, report.new_ready_s = new, time.monotonic() - t0
+    say(f"deployment {new.deployment} (Flink job {new.flink_job_id}) runs and has caught up "
+        f"after {report.new_ready_s:.1f}s")
+
+    report.token_offsets = _write_tokens(p)
+    report.cut_ms = int(time.time() * 1000)
+    say("swap tokens written: " + "; ".join(f"{t} {o}" for t, o in report.token_offsets.items()))
+
+    cut_topic = next(t for t in p.tokens if t.endswith(CUT_TOPIC))
+    _wait_past_tokens(old_rest, p.old.flink_job_id, p.job, cut_topic, report.token_offsets[cut_topic], "old")
+    _wait_past_tokens(FlinkRest(new.rest), new.flink_job_id, p.job, cut_topic, report.token_offsets[cut_topic], "new")
+    time.sleep(p.wait_ms / 1000)
+    t0 = time.monotonic()
+    old_proc = ManagedProcess(f"flink.{p.job}", settings.home)
+    old_proc.stop()
+    report.old_stopped_s = time.monotonic() - t0
+    # the new deployment is now the job's: its process and log take the stage's names
+    old_proc.log_file.replace(old_proc.log_file.with_name(f"flink.{p.job}.{p.old.deployment}.log"))
+    new_proc.log_file.replace(old_proc.log_file)
+    new_proc.pid_file.replace(old_proc.pid_file)
+    home.make_current(new)
+    say(f"deployment {p.old.deployment} stopped; {new.deployment} is the {p.job} job now")
+    return report
+
+
+def _wait_log(proc: ManagedProcess, line: str, p: Plan, old_rest: FlinkRest) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while line not in proc.log_tail(50):
+        if proc.pid() is None:
+            raise UserError(f"the new version of {p.job} failed to start: {_reason(proc, p, old_rest)}; "
+                            f"{p.old.deployment} goes on answering, nothing was cut over (log {proc.log_file})")
+        if time.monotonic() > deadline:
+            raise UserError(f"the new version of {p.job} did not start in {READY_TIMEOUT_S:.0f}s; stopped it; "
+                            f"{p.old.deployment} goes on answering, nothing was cut over (log {proc.log_file})")
+        time.sleep(0.2)
+
+
+def _wait_ready(home: JobHome, proc: ManagedProcess, p: Plan, old_rest: FlinkRest) -> Deployment:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    new, running_since = None, None
+    while time.monotonic() < deadline:
+        if proc.pid() is None:
+            raise UserError(f"the new version of {p.job} failed to start: {_reason(proc, p, old_rest)}; "
+                            f"{p.old.deployment} goes on answering, nothing was cut over (log {proc.log_file})")
+        new = new or home.find(p.new_deployment)
+        if new is not None:
+            rest = FlinkRest(new.rest)
+            try:
+                job = rest.job(new.flink_job_id)
+                if job["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"]):
+                    running_since = running_since or time.monotonic()
+                    pending = SourceProgress(rest, new.flink_job_id, SOURCES[p.job][0]).pending_records()
+                    # an idle source reports no backlog at all: caught up, once it has run a little
+                    if (pending is not None and pending <= CAUGHT_UP_RECORDS) or (
+                            pending is None and time.monotonic() - running_since > IDLE_READY_S):
+                        return new
+            except UserError:
+                pass
+        time.sleep(0.5)
+    raise UserError(f"the new version of {p.job} was not ready after {READY_TIMEOUT_S:.0f}s; stopped it; "
+                    f"{p.old.deployment} goes on answering, nothing was cut over (log {proc.log_file})")
+
+
+def _reason(proc: ManagedProcess, p: Plan, old_rest: FlinkRest) -> str:
+    """Why the new version did not start; a savepoint that does not match names the operator."""
+    log = proc.log_tail(400)
+    unmapped = re.search(r"Cannot map checkpoint/savepoint state for operator (\w+)", log)
+    if unmapped:
+        op = unmapped.group(1)
+        nodes = {n["id"]: n["description"] for n in old_rest.plan(p.old.flink_job_id)["nodes"]}
+        name = nodes.get(op, "an operator the new code no longer has (its uid changed?)")
+        return (f"the savepoint does not match the new code: the state of operator {op} ({name[:120]}) "
+                f"has no operator to restore into")
+    errors = [line for line in log.splitlines() if "Error" in line or "Exception" in line]
+    return errors[-1].strip()[:400] if errors else "it exited; see its log"
+
+
+def _write_tokens(p: Plan) -> dict[str, dict[int, int]]:
+    producer = kafka.producer(p.env.get("SCORESTREAM_BOOTSTRAP_SERVERS"))
+    record = swap.token_record(p.job, p.old.deployment, p.new_deployment, f"{p.old.deployment}>{p.new_deployment}")
+    offsets: dict[str, dict[int, int]] = {t: {} for t in p.tokens}
+    failures = []
+
+    def delivered(err, msg):
+        if err:
+            failures.append(str(err))
+        else:
+            offsets[msg.topic()][msg.partition()] = msg.offset()
+
+    for topic, partitions in p.tokens.items():
+        for partition in range(partitions):
+            producer.produce(topic, record.value, record.key, partition=partition, headers=list(record.headers),
+                             on_delivery=delivered)
+    if producer.flush(30) or failures:
+        raise UserError(f"swap tokens not all written ({failures or 'timeout'}); both deployments run: "
+                        f"run the upgrade again to finish the cut")
+    return offsets
+
+
+def _wait_past_tokens(rest: FlinkRest, job_id: str, job: str, topic: str, tokens: dict[int, int], which: str,
+                      timeout_s: float = 60.0) -> None:
+    progress = SourceProgress(rest, job_id, SOURCES[job][0])
+    deadline = time.monotonic() + timeout_s
+    while True:
+        read = progress.offsets(topic)
+        if all(read.get(p, -1) >= o for p, o in tokens.items()):
+            return
+        if time.monotonic() > deadline:
+            raise UserError(f"the {which} deployment did not read past the swap tokens in {timeout_s:.0f}s "
+                            f"(read {read}, tokens {tokens}); both still run")
+        time.sleep(0.05)

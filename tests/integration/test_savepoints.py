@@ -1,0 +1,277 @@
+"""Savepoints and crash recovery of the Flink jobs, on the whole embedded system (`scorestream up`):
+status through Flink's REST API, a savepoint taken without stopping, a stop with a savepoint and a restart
+from it, and a SIGKILL of the rendezvous under load: nothing lost, nothing answered twice."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+
+import orjson
+import pytest
+
+from savepoints.registry import JobHome
+from scorestream import kafka
+from scorestream.load import run_load, warm_up
+from scorestream.process import ManagedProcess
+from scorestream.topics import TopicRegistry
+from tests.conftest import free_port_pair
+
+POLICY = """\
+version: 1
+sla_ms: 400
+canary: fraud_lr@1
+arms:
+  - model: fraud_xgb@3
+fallback:
+  - after_ms: 150
+    use: [fraud_xgb@2]
+  - after_ms: 250
+    use: [fraud_lr@1]
+default: {score: 0.0}
+"""
+
+
+class System:
+    def __init__(self, home, bootstrap, env):
+        self.home, self.bootstrap, self.env = home, bootstrap, env
+        self.registry = TopicRegistry.load(prefix="")
+
+    def cli(self, *args, timeout=300) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "scorestream.cli", *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def load(self, rate: float, seconds: float, drain_s: float = 10.0):
+        return run_load(self.registry.name("requests"), self.registry.name("results"), rate, seconds, 400,
+                        self.bootstrap, seed=random.randrange(10**6), drain_s=drain_s)
+
+    def answers_per_request(self) -> Counter:
+        """How many results each request id has on the results topic, over everything this module sent."""
+        consumer = kafka.consumer(f"check-{uuid.uuid4().hex[:6]}", self.bootstrap)
+        consumer.subscribe([self.registry.name("results")])
+        counts: Counter = Counter()
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 3.0:
+            batch = consumer.consume(5000, timeout=0.5)
+            if batch:
+                idle_since = time.monotonic()
+            for msg in batch:
+                if not msg.error():
+                    counts[orjson.loads(msg.value())["request_id"]] += 1
+        consumer.close()
+        return counts
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    home = tmp_path_factory.mktemp("savepoints")
+    policy = home / "policy.yaml"
+    policy.write_text(POLICY)
+    port = free_port_pair()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
+        "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
+        "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10)), "COLUMNS": "300"}
+    s = System(home, f"127.0.0.1:{port}", env)
+    started = s.cli("up", "--policy", str(policy))
+    assert started.returncode == 0, started.stdout + started.stderr
+    s.policy = policy
+    assert warm_up(s.registry.name("requests"), s.registry.name("results"), 100, 400, s.bootstrap), \
+        "answers never came steadily within the SLA"
+    yield s
+    stopped = s.cli("down")
+    assert stopped.returncode == 0 and "kafka" in stopped.stdout
+
+
+def test_status_savepoint_stop_and_restore(system):
+    status = system.cli("status")
+    assert status.returncode == 0, status.stderr
+    deployment = JobHome(system.home, "rendezvous").current()
+    assert deployment.flink_job_id in status.stdout and "RUNNING" in status.stdout
+
+    taken = system.cli("savepoint", "rendezvous")
+    assert taken.returncode == 0, taken.stderr
+    listed = system.cli("savepoints", "rendezvous")
+    assert "savepoint" in listed.stdout and str(JobHome(system.home, "rendezvous").dir) in listed.stdout
+
+    stopped = system.cli("savepoint", "rendezvous", "--stop")
+    assert stopped.returncode == 0 and "the job is stopped" in stopped.stdout, stopped.stderr
+    job = ManagedProcess("flink.rendezvous", system.home)
+    deadline = time.monotonic() + 30
+    while job.pid() is not None:
+        assert time.monotonic() < deadline, "the job's process did not end after the stop"
+        time.sleep(0.2)
+    savepoint = JobHome(system.home, "rendezvous").restore_points()[-1]
+    assert savepoint.kind == "savepoint"
+
+    again = system.cli("up", "--policy", str(system.policy))
+    assert again.returncode == 0 and "flink.rendezvous" in again.stdout, again.stderr
+    assert f"restoring from the savepoint {savepoint.path}" in job.log_tail(400)
+    restored = JobHome(system.home, "rendezvous").current()
+    assert restored.restored_from == str(savepoint.path) and restored.deployment != deployment.deployment
+    report = system.load(50, 2)
+    assert (report.answered, report.duplicates) == (report.published, 0)
+    assert max(system.answers_per_request().values()) == 1
+
+
+def test_sigkill_under_load_loses_nothing_and_doubles_nothing(system):
+    job = ManagedProcess("flink.rendezvous", system.home)
+    before = JobHome(system.home, "rendezvous").current()
+    timings = {}
+
+    def crash_and_recover():
+        time.sleep(8)
+        os.killpg(job.pid(), signal.SIGKILL)
+        killed = time.monotonic()
+        recovered = system.cli("up", "--policy", str(system.policy))
+        timings["up_s"] = time.monotonic() - killed
+        timings["up"] = recovered
+
+    crasher = threading.Thread(target=crash_and_recover)
+    crasher.start()
+    report = system.load(300, 20, drain_s=90)
+    crasher.join()
+    assert timings["up"].returncode == 0, timings["up"].stderr
+    after = JobHome(system.home, "rendezvous").current()
+    assert after.restored_from and "checkpoints" in after.restored_from
+    counts = system.answers_per_request()
+    doubled = [rid for rid, n in counts.items() if n > 1]
+    print(f"\nSIGKILL under 300/s: up after the kill took {timings['up_s']:.1f}s; published {report.published}, "
+          f"answered {report.answered}, doubled {len(doubled)}; p50 {report.percentile(50):.0f} ms, "
+          f"max {max(report.latencies_ms):.0f} ms; {job.log_tail(400).count('will not be answered again')} "
+          f"restore(s)\n" + "\n".join(l for l in job.log_tail(400).splitlines() if "answered since" in l))
+    assert report.answered == report.published, f"{report.published - report.answered} requests lost"
+    assert not doubled and report.duplicates == 0
+    assert after.deployment != before.deployment
+
+
+def code_copy(tmp_path, *changes: tuple[str, str, str]):
+    """A copy of the code as an operator would have it on disk for an upgrade, with changes (file, old, new)."""
+    import shutil
+    from scorestream.settings import PROJECT_ROOT
+    root = tmp_path / "code"
+    for part in ("scorestream", "rendezvous", "extractors", "models", "decoy", "savepoints"):
+        shutil.copytree(PROJECT_ROOT / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(PROJECT_ROOT / "topics.yaml", root / "topics.yaml")
+    (root / ".scorestream").mkdir()
+    (root / ".scorestream" / "jars").symlink_to(PROJECT_ROOT / ".scorestream" / "jars")
+    for path, old, new in changes:
+        text = (root / path).read_text()
+        assert old in text
+        (root / path).write_text(text.replace(old, new))
+    return root
+
+
+def upgrade(system, job, code, *args):
+    return subprocess.run([sys.executable, "-m", "scorestream.cli", "upgrade", job, *args], env=system.env,
+                          cwd=code, capture_output=True, text=True, timeout=400)
+
+
+def test_upgrade_refusals_change_nothing(system, tmp_path):
+    before = JobHome(system.home, "rendezvous").current()
+    dry = upgrade(system, "rendezvous", code_copy(tmp_path / "a"), "--dry-run")
+    assert dry.returncode == 0 and "dry run: nothing changed" in dry.stdout and "swap tokens" in dry.stdout, dry.stderr
+
+    from savepoints.upgrade import UpgradeLock
+    with UpgradeLock(JobHome(system.home, "rendezvous")):
+        busy = upgrade(system, "rendezvous", code_copy(tmp_path / "b"))
+    assert busy.returncode != 0 and "an upgrade of this job is under way" in busy.stderr
+
+    # the keyed operator's uid changed: its state has nowhere to go
+    renamed = code_copy(tmp_path / "c", ("rendezvous/job.py", '.uid("rendezvous")', '.uid("rendezvous.v2")'))
+    refused = upgrade(system, "rendezvous", renamed)
+    assert refused.returncode != 0 and "the savepoint does not match the new code" in refused.stderr, refused.stderr
+    assert "rendezvous" in refused.stderr.split("operator")[1]          # named: id and description
+    assert JobHome(system.home, "rendezvous").current() == before
+    assert not (system.home / "run" / "flink.rendezvous.next.pid").exists()
+    report = system.load(50, 2)
+    assert (report.answered, report.duplicates) == (report.published, 0)
+
+    ManagedProcess("flink.extract", system.home).stop()
+    stopped = upgrade(system, "extract", code_copy(tmp_path / "d"))
+    assert stopped.returncode != 0 and "the extract job is not running" in stopped.stderr
+    assert system.cli("up", "--policy", str(system.policy)).returncode == 0
+
+
+@pytest.mark.timeout(480)
+def test_upgrades_under_load(system, tmp_path):
+    """One load at 300/s (a minute, and 15 s more once both upgrades are done); the rendezvous and the extract job
+    upgraded at once: every request answered once, before the cut by the old deployment, after it by the new;
+    features of every request once, from the extract deployment that owns it."""
+    from savepoints.bench import swap_load
+    from scorestream.client import assigned_consumer
+    old = {job: JobHome(system.home, job).current() for job in ("rendezvous", "extract")}
+    code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"),
+                     ("extractors/job.py", 'STAGE = "extract"', 'STAGE = "extract"  # v2'))
+    features = assigned_consumer(system.registry.name("features"), system.bootstrap)
+    done = {}
+
+    def act():
+        def one(job):
+            done[job] = upgrade(system, job, code)
+            done[job + "_at"] = time.monotonic()
+        both = [threading.Thread(target=one, args=(job,)) for job in ("rendezvous", "extract")]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join()
+
+    t0, t_wall = time.monotonic(), time.time() * 1000
+    load = swap_load(system.registry.name("requests"), system.registry.name("results"), 300, 60, 400,
+                     system.bootstrap, action=act, action_at_s=5, drain_s=20, after_s=15)
+    for job in ("rendezvous", "extract"):
+        assert done[job].returncode == 0, done[job].stdout + done[job].stderr
+        print(f"\n{job} upgraded {done[job + '_at'] - t0:.0f}s into the load:\n{done[job].stdout}{done[job].stderr}")
+    print(f"300/s for {len(load.sent) / 300:.0f} s with both upgrades: {load.summary()}")
+    upgraded_at = t_wall + 1000 * (max(done["rendezvous_at"], done["extract_at"]) - t0)
+    print(f"  during the upgrades: {load.summary(t_wall + 5000, upgraded_at)}")
+    print(f"  after them (same run): {load.summary(upgraded_at + 1000)}")
+    new = {job: JobHome(system.home, job).current() for job in ("rendezvous", "extract")}
+    for job in new:
+        assert new[job].deployment != old[job].deployment and new[job].version != old[job].version
+    assert not load.lost and not load.doubled
+    requests = system.registry.name("requests")
+    cut = {job: _token_offsets(done[job].stderr, requests) for job in new}
+
+    def side(job, s):
+        return "old" if s.offset < cut[job][s.partition] else "new"
+
+    by = {"old": old["rendezvous"].deployment, "new": new["rendezvous"].deployment}
+    sides = Counter(side("rendezvous", s) for s in load.sent.values())
+    assert sides["old"] > 1000 and sides["new"] > 1000, sides
+    wrong = [rid for rid, s in load.sent.items() if s.answers[0][1] != by[side("rendezvous", s)]]
+    assert not wrong, f"{len(wrong)} answered by the wrong deployment, e.g. {load.sent[wrong[0]]}"
+    # Answers later than the SLA + 50 ms: measured and printed, not asserted. On the shared 2-core machine two
+    # new JVMs starting beside the running system push some answers past it (docs/savepoints.md, figures).
+    late = [x for x in load.latencies() if x > 400 + 50]
+    print(f"  later than SLA + 50 ms: {len(late)} of {len(load.sent)}, worst {max(load.latencies()):.0f} ms")
+
+    extracted: dict[str, list[str]] = {}
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < 3:
+        batch = features.consume(5000, timeout=0.5)
+        idle_since = time.monotonic() if batch else idle_since
+        for msg in batch:
+            doc = orjson.loads(msg.value())
+            if doc["request_id"] in load.sent:
+                extracted.setdefault(doc["request_id"], []).append(doc["extracted_by"]["deployment"])
+    features.close()
+    assert sorted(extracted) == sorted(load.sent) and all(len(v) == 1 for v in extracted.values())
+    by = {"old": old["extract"].deployment, "new": new["extract"].deployment}
+    sides = Counter(side("extract", s) for s in load.sent.values())
+    assert sides["old"] > 1000 and sides["new"] > 1000, sides
+    assert all(extracted[rid] == [by[side("extract", s)]] for rid, s in load.sent.items())
+
+
+def _token_offsets(text: str, topic: str) -> dict[int, int]:
+    import ast
+    line = next(line for line in text.splitlines() if line.startswith("swap tokens written"))
+    part = line.split(f"{topic} ", 1)[1].split("}", 1)[0] + "}"
+    return ast.literal_eval(part)
+

@@ -1,0 +1,94 @@
+"""Pure logic of savepoints and hot swap: ownership around a swap token, marking what a crashed run answered,
+restore points, tokens in the archive."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from decoy.record import ArchivedRequest
+from decoy.replay import ReplaySummary, _decode
+from rendezvous import core
+from rendezvous.policy import Arm, Policy
+from savepoints.registry import Deployment, JobHome
+from savepoints.upgrade import _without
+from scorestream import swap
+from scorestream.contract import KafkaRecord, Request
+
+POLICY = Policy(1, 100, (Arm("m@1"),), (), 0.5)
+
+
+def test_a_marked_request_is_never_answered_and_freed_after_grace_and_outcome_horizon():
+    state = core.RequestState()
+    assert core.mark_answered(state) and not core.mark_answered(state)
+    step = core.on_request(state, "r1", ts=1000, preferred="m@1", policy=POLICY, now=1001)
+    assert step.result is None and step.timers == (1000 + max(100 + core.GRACE_MS, POLICY.outcome_horizon_s * 1000),)
+    assert core.on_score(state, "r1", "m@1", 0.9, POLICY, now=1005).event == "late_score"
+
+
+def test_a_pending_request_marked_after_restore_is_not_answered_by_its_timer():
+    state = core.RequestState()
+    core.on_request(state, "r1", ts=1000, preferred="m@1", policy=POLICY, now=1001)
+    core.mark_answered(state)
+    step = core.on_timer(state, "r1", POLICY, now=1100)        # the SLA deadline: no default answer
+    assert step.result is None and not step.clear
+
+
+def test_state_pickles_with_its_owner_and_old_states_still_load():
+    import pickle
+    state = core.RequestState(ts=1, owner="d1")
+    assert pickle.loads(pickle.dumps(state)).owner == "d1"
+    assert core.RequestState(*(1, None, {}, False, None, None)).owner is None     # as pickled before owners
+
+
+def test_ownership_per_partition_and_a_second_upgrade():
+    first, second = swap.Ownership("a"), swap.Ownership("b", predecessor="a")
+    for o in (first, second):
+        o.token(1, {"from": "a", "to": "b"})
+    assert [first.owns(p) for p in range(3)] == [True, False, True]
+    assert [second.owns(p) for p in range(3)] == [False, True, False]
+    assert second.token(1, {"from": "x", "to": "y"}) is None            # another job's upgrade
+    second.token(1, {"from": "b", "to": "c"})                           # b hands partition 1 on to c
+    assert not second.owns(1)
+
+
+def test_a_swap_token_is_archived_as_control_and_never_replayed():
+    token = swap.token_record("rendezvous", "a", "b", "a>b")
+    assert swap.is_control(token.headers) and not swap.is_control(())
+    original = KafkaRecord(token.key, token.value, token.headers, "scoring.requests", 0, 5, 1)
+    archived = ArchivedRequest(original, archived_at=2).to_record()
+    summary = ReplaySummary(time_range=None)
+    assert _decode(archived, summary) is None and summary.control == 1 and not summary.malformed
+    request = Request("r1", 1, {"x": 1}).to_record()
+    kept = _decode(ArchivedRequest(KafkaRecord(request.key, request.value, (), "scoring.requests", 0, 6, 1), 2)
+                   .to_record(), summary)
+    assert kept[1].request_id == "r1"
+
+
+def _point(d, name: str, mtime: float):
+    (d / name).mkdir(parents=True)
+    (d / name / "_metadata").write_bytes(b"x" * 10)
+    os.utime(d / name / "_metadata", (mtime, mtime))
+
+
+def test_latest_restore_point_is_the_current_deployments_and_on_the_same_topics(tmp_path):
+    home = JobHome(tmp_path, "rendezvous")
+    now = time.time()
+    for jid, prefix in (("aaaaaa11", ""), ("bbbbbb22", ""), ("cccccc33", "other.")):
+        home.record(Deployment("rendezvous", jid[:2], "v", "http://x", jid, prefix, None, 0), current=False)
+    home.make_current(home.find("aa"))
+    _point(home.checkpoints / "aaaaaa11", "chk-3", now - 30)
+    _point(home.checkpoints / "bbbbbb22", "chk-9", now - 10)          # newer, but not the current deployment's
+    _point(home.checkpoints / "cccccc33", "chk-1", now)               # other topics
+    assert home.latest("").path.name == "chk-3"
+    _point(home.dir, "savepoint-aaaaaa-1", now - 5)
+    assert home.latest("").path.name == "savepoint-aaaaaa-1"
+    assert home.latest("other.").path.name == "chk-1"
+    assert [p.kind for p in home.restore_points()] == ["checkpoint", "checkpoint", "savepoint", "checkpoint"]
+    assert json.loads(home.deployment_file.read_text())["deployment"] == "aa"
+
+
+def test_upgrade_replaces_the_restore_options_of_the_old_command_line():
+    argv = ["python", "-m", "scorestream.cli", "job", "rendezvous", "--restore", "latest", "--policy", "p.yaml"]
+    assert _without(argv, "--restore", "--deployment-id") == argv[:5] + ["--policy", "p.yaml"]
