@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 JARS   := .scorestream/jars
 
-.PHONY: test demo bootstrap jars promtool clean
+.PHONY: test demo bootstrap jars promtool clean images wheelhouse base-image test-containers
 
 bootstrap: $(VENV)/.installed $(JARS)/.fetched promtool
 
@@ -34,6 +34,43 @@ promtool:
 
 test: bootstrap
 	$(VENV)/bin/python -m pytest
+
+# Container images (docs/containers.md). BASE names a Debian bookworm image with Python 3.11
+# (e.g. BASE=python:3.11-slim where a registry is reachable); empty: a base is built here with
+# debootstrap. Python packages come from a wheelhouse built on this host, jars from `make jars`.
+DOCKER    ?= docker
+BASE      ?=
+BASE_TAG  := scorestream-base:bookworm
+WHEELHOUSE := .scorestream/wheelhouse
+IMAGES    := worker jobs kafka
+
+wheelhouse: $(WHEELHOUSE)/.built
+
+# async-timeout: redis (under apache-flink) wants it on Python < 3.11.3 (Debian's 3.11.2), not on this host's.
+$(WHEELHOUSE)/.built: compose/requirements-worker.txt compose/requirements-jobs.txt $(VENV)/.installed
+	$(VENV)/bin/pip wheel --quiet -w $(WHEELHOUSE) -r compose/requirements-worker.txt -r compose/requirements-jobs.txt \
+		'async-timeout>=4.0.3'
+	touch $@
+
+base-image:
+	@if [ -z "$(BASE)" ] && ! $(DOCKER) image inspect $(BASE_TAG) >/dev/null 2>&1; then \
+		echo "building $(BASE_TAG) with debootstrap (about a minute)"; compose/base-image.sh $(BASE_TAG); fi
+
+images: bootstrap wheelhouse base-image
+	@for image in $(IMAGES); do \
+		echo "building scorestream-$$image"; \
+		nice -n 10 $(DOCKER) build --quiet --build-arg BASE=$(or $(BASE),$(BASE_TAG)) \
+			-f compose/Dockerfile.$$image -t scorestream-$$image . || exit 1; \
+	done
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^scorestream-'
+
+# The container tests (tests/containers): an engine is installed and started when missing (and
+# stopped after), the images are built (cached after the first run), then the tests run.
+test-containers: bootstrap jars
+	@compose/engine.sh start
+	@status=0; $(MAKE) --no-print-directory images && \
+		flock /tmp/scorestream-heavy.lock $(VENV)/bin/python -m pytest tests/containers -p no:cacheprovider -o addopts=-ra \
+		|| status=$$?; compose/engine.sh stop; exit $$status
 
 demo: bootstrap
 	$(VENV)/bin/scorestream demo

@@ -69,7 +69,8 @@ def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: s
             print(f"{READY}: window {settings.window_s:g}s, canary {policy.canary}", flush=True)
             announced = True
         for alert in monitor.tick():
-            await alerts.send(key=alert.key, value=alert.to_json())
+            delivered = await alerts.send(key=alert.key, value=alert.to_json())
+            await delivered                  # acknowledged by the broker (acks=all) before it is logged
             print(f"alert {alert.state}: {alert.alert} {alert.model} {alert.value:g} "
                   f"{'>' if alert.state == 'firing' else '<='} {alert.threshold:g} in {alert.window}: {alert.reason}",
                   flush=True)

@@ -92,9 +92,11 @@ class Monitor:
     def on_score(self, value: bytes | None) -> None:
         try:
             doc = orjson.loads(value)
+            if doc.get("kind") == "token":          # a hot swap's token passing through: not a score, not bad
+                return
             model, score, at = f"{doc['model']}@{doc['version']}", doc["score"], float(doc["scored_at"])
             rid = str(doc["request_id"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             return self._bad("malformed")
         if model not in self.known:
             return self._bad("unknown_model")

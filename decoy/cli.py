@@ -54,8 +54,10 @@ def decoy_cmd(instance: str, batch_size: int, batch_ms: int, metrics_port: int, 
 @click.option("--with-payload", is_flag=True, help="Add the request payload (JSON text) as a column of --out.")
 @click.option("--late-ms", type=click.IntRange(0), default=10_000,
               help="Look this far past --to for requests written late (out of timestamp order).")
+@click.option("--with-outcomes", is_flag=True, help="Join the labels of scoring.outcomes: a `label` column in "
+              "--out, and per model AUC, log loss and Brier beside those of the answers actually served.")
 def replay_cmd(start: str, end: str, models: tuple[str, ...], out: Path | None, to_topic: str | None,
-               with_payload: bool, late_ms: int) -> None:
+               with_payload: bool, late_ms: int, with_outcomes: bool) -> None:
     """Replay a time range of scoring.archive through the live extractor and model code.
 
     \b
@@ -68,7 +70,7 @@ def replay_cmd(start: str, end: str, models: tuple[str, ...], out: Path | None, 
 
     time_range = TimeRange.parse(start, end)
     summary = replay(time_range, models, out, to_topic, with_payload, late_ms,
-                     progress=lambda total: _progress(total, "replaying"))
+                     progress=lambda total: _progress(total, "replaying"), with_outcomes=with_outcomes)
     if summary.read == 0:
         console.print(f"no archived requests in {time_range}: nothing written")
         return
@@ -93,6 +95,8 @@ def _print_summary(s, console, err) -> None:
         console.print(table)
         if not any(a.compared for a in s.served.values()):
             console.print("no answers of these models in scoring.results for this range: nothing to compare")
+    if s.labels is not None:
+        _print_grades(s, console)
     if s.out:
         console.print(f"wrote {s.rows_written} rows to {s.out}" if s.rows_written else f"no rows: {s.out} not written")
     if s.republished or s.republish_failed:
@@ -100,3 +104,21 @@ def _print_summary(s, console, err) -> None:
         if s.republish_failed:
             err.print("[red]some requests were not republished[/red]")
             sys.exit(1)
+
+
+def _print_grades(s, console) -> None:
+    from rich.table import Table
+
+    from decoy.replay import grades
+
+    table = Table("graded on outcomes", "requests", "AUC", "log loss", "Brier")
+    for ref, (scores, labels) in s.graded.items():
+        if not labels:
+            table.add_row(ref, "0", "-", "-", "-")
+            continue
+        g = grades(scores, labels)
+        table.add_row(ref if ref != "served" else "answers served", str(g["n"]), f"{g['auc']:.4f}",
+                      f"{g['log_loss']:.4f}", f"{g['brier']:.4f}")
+    console.print(table)
+    if not any(labels for _, labels in s.graded.values()):
+        console.print("no outcomes for the requests of this range in scoring.outcomes")

@@ -20,7 +20,7 @@ from decoy.record import ArchivedRequest
 from decoy.scoring import Scorer
 from decoy.sinks import ParquetSink, TopicSink
 from decoy.timerange import TimeRange
-from scorestream.contract import ContractError, KafkaRecord, Request, Result
+from scorestream.contract import ContractError, KafkaRecord, Outcome, Request, Result
 from scorestream.swap import is_control
 from scorestream.topics import TopicRegistry
 
@@ -50,6 +50,10 @@ class ReplaySummary:
     republished: int = 0
     republish_failed: int = 0
     seconds: float = 0.0
+    # --with-outcomes: the labels (request_id -> 0|1), the answers served, and (scores, labels) per ref or "served"
+    labels: dict[str, int] | None = None
+    answers: dict[str, float] = field(default_factory=dict)
+    graded: dict[str, tuple[list, list]] = field(default_factory=dict)
 
     @property
     def skipped(self) -> int:
@@ -79,11 +83,52 @@ def served_scores(registry: TopicRegistry, time_range: TimeRange, refs: list[str
     return out
 
 
+def outcome_labels(registry: TopicRegistry, time_range: TimeRange, bootstrap: str | None) -> dict[str, int]:
+    """request_id -> label of every outcome written from the range's start until now (the first one counts)."""
+    labels: dict[str, int] = {}
+    window = TimeRange(time_range.start_ms, int(time.time() * 1000) + 1)
+    for m in RangeReader(registry.name("outcomes"), window, late_ms=0, bootstrap=bootstrap):
+        try:
+            outcome = Outcome.from_json(m.value())
+        except ContractError:
+            continue
+        labels.setdefault(outcome.request_id, outcome.label)
+    return labels
+
+
+def answered_scores(registry: TopicRegistry, time_range: TimeRange, late_ms: int,
+                    bootstrap: str | None) -> dict[str, float]:
+    """request_id -> the score actually served (the default's included)."""
+    out = {}
+    window = TimeRange(time_range.start_ms, time_range.end_ms + late_ms + SERVED_AFTER_MS)
+    for m in RangeReader(registry.name("results"), window, late_ms=0, bootstrap=bootstrap):
+        try:
+            result = Result.from_json(m.value())
+        except ContractError:
+            continue
+        if result.score is not None:              # a rejected request was not scored
+            out.setdefault(result.request_id, result.score)
+    return out
+
+
+def grades(scores: list[float], labels: list[int]) -> dict[str, float]:
+    """AUC (nan with one class only), log loss and Brier score of scores against labels."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    y, p = np.asarray(labels), np.clip(np.asarray(scores, dtype=float), 0.0, 1.0)
+    auc = float(roc_auc_score(y, p)) if len(set(labels)) == 2 else float("nan")
+    return {"n": len(y), "auc": auc, "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+            "brier": float(brier_score_loss(y, p))}
+
+
 def replay(time_range: TimeRange, model_refs: tuple[str, ...] = (), out: Path | None = None,
            to_topic: str | None = None, with_payload: bool = False, late_ms: int = 10_000,
            registry: TopicRegistry | None = None, bootstrap: str | None = None,
-           progress: Callable[[int], ContextManager[Callable[[int], None]]] | None = None) -> ReplaySummary:
-    """Replay `time_range`; `progress(total)` gives a context whose value is called with records done."""
+           progress: Callable[[int], ContextManager[Callable[[int], None]]] | None = None,
+           with_outcomes: bool = False) -> ReplaySummary:
+    """Replay `time_range`; `progress(total)` gives a context whose value is called with records done.
+    With outcomes: each request's label (scoring.outcomes) is a column, and every model and the served
+    answers are graded against the labels."""
     registry = registry or TopicRegistry.load()
     scorer = Scorer(model_refs)                                   # unknown models refused here
     republish = TopicSink(to_topic, registry, bootstrap) if to_topic else None
@@ -94,7 +139,11 @@ def replay(time_range: TimeRange, model_refs: tuple[str, ...] = (), out: Path | 
         reader.consumer.close()
         return summary
     served = served_scores(registry, time_range, scorer.refs, late_ms, bootstrap) if scorer.refs else {}
-    sink = ParquetSink(out, scorer.refs, scorer.extractor_label, with_payload) if out else None
+    if with_outcomes:
+        summary.labels = outcome_labels(registry, time_range, bootstrap)
+        summary.answers = answered_scores(registry, time_range, late_ms, bootstrap)
+        summary.graded = {ref: ([], []) for ref in [*scorer.refs, "served"]}
+    sink = ParquetSink(out, scorer.refs, scorer.extractor_label, with_payload, summary.labels) if out else None
     started = time.perf_counter()
     with (progress or _no_progress)(reader.upper_bound) as advance:
         chunk: list[tuple[ArchivedRequest, Request]] = []
@@ -152,6 +201,8 @@ def _score(chunk, scorer: Scorer, sink: ParquetSink | None, served: dict, summar
         summary.malformed[f"extractor refused: field {exc.field!r}"] += 1
     kept = [chunk[i] for i in scored.kept]
     summary.scored += len(kept)
+    if summary.labels is not None:
+        _grade(kept, scored.scores, summary)
     for ref, values in scored.scores.items():
         summary.scores[ref].append(values)
         agreement = summary.served[ref]
@@ -164,3 +215,17 @@ def _score(chunk, scorer: Scorer, sink: ParquetSink | None, served: dict, summar
                 agreement.max_delta = max(agreement.max_delta, delta)
     if sink:
         sink.write(kept, scored.scores)
+
+
+def _grade(kept, scores: dict[str, np.ndarray], summary: ReplaySummary) -> None:
+    for i, (_, request) in enumerate(kept):
+        label = summary.labels.get(request.request_id)
+        if label is None:
+            continue
+        for ref, values in scores.items():
+            summary.graded[ref][0].append(float(values[i]))
+            summary.graded[ref][1].append(label)
+        answer = summary.answers.get(request.request_id)
+        if answer is not None:
+            summary.graded["served"][0].append(answer)
+            summary.graded["served"][1].append(label)

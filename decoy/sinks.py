@@ -27,11 +27,15 @@ class ParquetSink:
 
     ROWS_PER_GROUP = 65_536
 
-    def __init__(self, path: Path, model_refs: list[str], extractor: str | None, with_payload: bool):
+    def __init__(self, path: Path, model_refs: list[str], extractor: str | None, with_payload: bool,
+                 labels: dict[str, int] | None = None):
         self.path, self.model_refs, self.extractor, self.with_payload = path, model_refs, extractor, with_payload
+        self.labels = labels          # request_id -> outcome: a `label` column (null: no outcome yet)
         fields = [("request_id", pa.string()), ("ts", pa.timestamp("ms", tz="UTC")), ("request_ts", pa.int64()),
                   ("source_partition", pa.int32()), ("source_offset", pa.int64()), ("extractor", pa.string())]
         fields += [(ref, pa.float64()) for ref in model_refs]
+        if labels is not None:
+            fields.append(("label", pa.int8()))
         if with_payload:
             fields.append(("payload", pa.string()))
         self.schema = pa.schema(fields)
@@ -54,6 +58,8 @@ class ParquetSink:
             pa.array([self.extractor] * n, pa.string()),
             *(pa.array(scores[ref], pa.float64()) for ref in self.model_refs),
         ]
+        if self.labels is not None:
+            columns.append(pa.array([self.labels.get(r.request_id) for _, r in items], pa.int8()))
         if self.with_payload:
             columns.append(pa.array([orjson.dumps(r.payload).decode() for _, r in items], pa.string()))
         self._pending.append(pa.RecordBatch.from_arrays(columns, schema=self.schema))

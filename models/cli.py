@@ -50,3 +50,38 @@ def worker(model_ref: str, **options) -> None:
         raise SystemExit(2) from None
     click.echo(f"{stage_id(model.ref)}: {stats.records_in} in, {stats.scored} scored, "
                f"{stats.dead_lettered} dead-lettered in {stats.batches} batches")
+
+
+@click.command()
+@click.argument("model_ref", metavar="NAME@VERSION")
+@click.option("--replicas", type=click.IntRange(1, 64), default=1, help="Workers of this version (they share partitions).")
+@click.option("--role", type=click.Choice(["candidate", "canary"]), default="candidate", help="Annotated on its scores.")
+@click.option("--registry-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Model registry folder. [default: models/registry]")
+def deploy(model_ref: str, replicas: int, role: str, registry_dir: Path | None) -> None:
+    """Start a model version's workers as containers on the Docker engine (DOCKER_HOST).
+
+    The model must be in the registry and its file must match the card's sha256:
+    otherwise nothing starts. Its scores go to scoring.scores and are ignored until
+    a policy names it (`scorestream promote`). The containers join the compose
+    system's network (SCORESTREAM_DEPLOY_NETWORK, SCORESTREAM_DEPLOY_IMAGE). With no
+    engine reachable, local worker processes are started instead.
+    """
+    from models.deploy import deploy as start
+    from scorestream.console import out
+
+    where, names = start(model_ref, replicas, role, registry_dir)
+    if where == "processes":
+        out.print("no Docker engine reachable (DOCKER_HOST or the local socket): started local worker processes")
+    out.print(f"deployed {model_ref} as {where}: {', '.join(names)}")
+
+
+@click.command()
+@click.argument("model_ref", metavar="NAME@VERSION")
+def undeploy(model_ref: str) -> None:
+    """Stop and remove a model version's workers (containers and local processes). SIGTERM drains."""
+    from models.deploy import undeploy as stop
+    from scorestream.console import out
+
+    stopped = stop(model_ref)
+    out.print(f"stopped: {', '.join(stopped)}" if stopped else f"no worker of {model_ref} was running")

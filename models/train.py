@@ -2,6 +2,8 @@
 
     python -m models.train                      # every model of FAMILY
     python -m models.train --only fraud_lr@1    # one of them
+    python -m models.train --only fraud_xgb@5   # the model of the new regime, with its comparison
+
 
 Data comes from scorestream.synthetic.TransactionGenerator (known ground
 truth), features from extractor txn@1, so the metrics of each model.yaml can
@@ -47,6 +49,7 @@ class Spec:
     params: dict[str, Any]
     make: Callable[..., Any]
     uses: dict[str, Any] = field(default_factory=dict)    # fixed params not worth a line in model.yaml
+    regime: str = "old"                                    # the synthetic world it learns (scorestream.synthetic)
 
     @property
     def ref(self) -> str:
@@ -71,6 +74,9 @@ FAMILY = (
          {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, "min_child_weight": 20}, XGBClassifier, _XGB),
     Spec("fraud_xgb", 4, "Gradient-boosted trees, deep and few: 80 trees of depth 6, the next candidate to try.",
          {"n_estimators": 80, "max_depth": 6, "learning_rate": 0.1, "min_child_weight": 50}, XGBClassifier, _XGB),
+    Spec("fraud_xgb", 5, "fraud_xgb@3's trees trained on the new regime, where evening travel turned risky.",
+         {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05, "min_child_weight": 20}, XGBClassifier, _XGB,
+         regime="new"),
 )
 
 
@@ -80,12 +86,14 @@ class Data:
     y: np.ndarray          # labels
     truth: np.ndarray      # the generator's true fraud probability
     seed: int
+    regime: str = "old"
 
 
-def dataset(seed: int, rows: int) -> Data:
-    samples = TransactionGenerator(seed).batch(rows)
+def dataset(seed: int, rows: int, regime: str = "old") -> Data:
+    samples = TransactionGenerator(seed, regime).batch(rows)
     X = get_extractor(EXTRACTOR).extract_many([s.payload for s in samples])
-    return Data(X, np.array([s.label for s in samples]), np.array([s.fraud_probability for s in samples]), seed)
+    return Data(X, np.array([s.label for s in samples]), np.array([s.fraud_probability for s in samples]), seed,
+                regime)
 
 
 def to_onnx(native: Any, width: int, graph_name: str) -> bytes:
@@ -146,15 +154,36 @@ def build(spec: Spec, train: Data, test: Data, out_dir: Path) -> dict[str, Any]:
             "script": "models/train.py", "algorithm": type(native).__name__ if not isinstance(native, Pipeline)
             else " -> ".join(type(s).__name__ for _, s in native.steps),
             "params": spec.params | spec.uses,
-            "data": {"generator": "scorestream.synthetic.TransactionGenerator", "train_seed": train.seed,
-                     "train_rows": len(train.y), "test_seed": test.seed, "test_rows": len(test.y)},
+            "data": {"generator": "scorestream.synthetic.TransactionGenerator", "regime": train.regime,
+                     "train_seed": train.seed, "train_rows": len(train.y), "test_seed": test.seed,
+                     "test_rows": len(test.y)},
             "metrics_held_out": metrics(test.y, served, test.truth),
             "onnx_max_abs_diff": float(f"{diff:.3e}"),
             "libraries": _libraries(),
         },
     }
     (directory / CARD).write_text(yaml.safe_dump(card, sort_keys=False, width=110))
+    if spec.regime != "old":
+        card["training"]["compared_held_out"] = compare(out_dir, test.seed)
+        (directory / CARD).write_text(yaml.safe_dump(card, sort_keys=False, width=110))
     return card
+
+
+def compare(out_dir: Path, seed: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Every model of the registry (this one included) on the held-out rows of both regimes: where the new
+    model is better, and that it is no better where the world did not change."""
+    from scorestream.synthetic import REGIMES
+
+    refs = sorted(p.parent for p in out_dir.glob(f"*/*/{CARD}"))
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for regime in REGIMES:
+        data = dataset(seed, TEST_ROWS, regime)
+        out[regime] = {}
+        for directory in refs:
+            scores = onnx_scores(directory / "model.onnx", data.X)
+            m = metrics(data.y, scores, data.truth)
+            out[regime][f"{directory.parent.name}@{directory.name}"] = {k: m[k] for k in ("auc", "log_loss", "brier")}
+    return out
 
 
 def _libraries() -> dict[str, str]:
@@ -170,9 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-rows", type=int, default=TRAIN_ROWS)
     args = ap.parse_args(argv)
     specs = [s for s in FAMILY if not args.only or s.ref in args.only]
-    train, test = dataset(TRAIN_SEED, args.train_rows), dataset(TEST_SEED, TEST_ROWS)
+    data: dict[str, tuple[Data, Data]] = {}
     for spec in specs:
-        card = build(spec, train, test, args.out)
+        if spec.regime not in data:
+            data[spec.regime] = dataset(TRAIN_SEED, args.train_rows, spec.regime), dataset(TEST_SEED, TEST_ROWS,
+                                                                                             spec.regime)
+        card = build(spec, *data[spec.regime], args.out)
         m = card["training"]["metrics_held_out"]
         print(f"{spec.ref}: auc {m['auc']:.4f} (oracle {m['oracle_auc']:.4f}) log_loss {m['log_loss']:.4f} "
               f"onnx-vs-native {card['training']['onnx_max_abs_diff']:.1e} sha256 {card['backend']['sha256'][:12]}")

@@ -153,7 +153,7 @@ def main(a_env, b_env, rate, duration, rounds, warm_up_s, serve) -> None:
             p.wait(30)
         admin.delete_topics([_results_topic(registry, t) for t in jobs])
         groups = admin.delete_consumer_groups([f"scorestream.rendezvous.{t}{end}" for t in jobs
-                                               for end in ("", ".control")])
+                                               for end in ("", ".control", ".posteriors")])
         for future in groups.values():
             future.exception(10)         # wait; a group that never committed is not there to delete
 

@@ -11,11 +11,14 @@ delete, state to store or clear. Times are epoch milliseconds; a request's clock
 >>> step.timers                     # only the next deadline: here the SLA
 (1100,)
 >>> step = on_score(state, "r1", "m@1", 0.9, policy, now=1010)
->>> step.result.rule, step.timers, step.cancel   # answered: the SLA timer goes, the end of grace comes
-('preferred', (11100,), (1100,))
+>>> step.result.rule, step.timers, step.cancel   # answered: the SLA timer goes; the state stays for the outcome
+('preferred', (31000,), (1100,))
 >>> on_score(state, "r1", "m@1", 0.9, policy, now=1020).event
-'late_score'
->>> on_timer(state, "r1", policy, now=11100).clear
+'duplicate_score'
+>>> step = on_outcome(state, label=1)            # the truth, later: joined with every score of the request
+>>> step.reward, step.event
+(({'m@1': 0.9}, 1), 'outcome_joined')
+>>> on_timer(state, "r1", policy, now=31000).clear   # state lives until ts + outcome_horizon_s (30 s)
 True
 
 A request the extract job refused is answered at once, without a score:
@@ -38,7 +41,7 @@ from rendezvous.policy import Policy
 from rendezvous.selection import canary_comparison, decide
 from scorestream.contract import Rejection, Result
 
-GRACE_MS = 10_000       # keep an answered request this long to recognise late and duplicate scores
+GRACE_MS = 10_000       # keep an answered request at least this long to recognise late and duplicate scores
 
 
 @dataclass
@@ -49,12 +52,13 @@ class RequestState:
     answered: bool = False
     first_seen: float | None = None    # when anything of this request arrived (clean-up of orphans)
     timer: int | None = None           # the one timer registered for this request
+    label: int | None = None           # the outcome, once joined
     owner: str | None = None           # the deployment that took the request, during a hot swap only
 
     def __reduce__(self):
         # Flink pickles the state on every event: a tuple of fields pickles several times faster than __dict__
         return RequestState, (self.ts, self.preferred, self.scores, self.answered, self.first_seen, self.timer,
-                              self.owner)
+                              self.label, self.owner)
 
 
 @dataclass(frozen=True)
@@ -64,31 +68,45 @@ class Step:
     cancel: tuple[int, ...] = ()       # to delete: a deadline the answer made moot
     store: bool = False                # the state changed: write it back
     clear: bool = False
-    event: str | None = None           # a counter to raise: duplicate_request, duplicate_score, late_score, late_rejection, orphan_scores
+    event: str | None = None           # a counter to raise: duplicate_request, duplicate_score, late_score,
+                                       # late_rejection, orphan_scores, outcome_joined, duplicate_outcome
+    reward: tuple[dict[str, float], int] | None = None   # (scores, label): what the learner learns from
 
 
-def on_request(state: RequestState, request_id: str, ts: int, preferred: str, policy: Policy, now: float) -> Step:
+def on_request(state: RequestState, request_id: str, ts: int, preferred: str, policy: Policy, now: float,
+               capped: frozenset[str] = frozenset()) -> Step:
     if state.ts is not None:
         return Step(event="duplicate_request")
     state.ts, state.preferred = ts, preferred
     state.first_seen = state.first_seen or now
-    result = _try_answer(state, request_id, policy, now)
+    result = _try_answer(state, request_id, policy, now, capped)
     return _schedule(state, _next_timer(state, policy, now), result=result)
 
 
-def on_score(state: RequestState, request_id: str, model: str, score: float, policy: Policy, now: float) -> Step:
-    if state.answered:
-        return Step(event="late_score")
+def on_score(state: RequestState, request_id: str, model: str, score: float, policy: Policy, now: float,
+             capped: frozenset[str] = frozenset()) -> Step:
     if model in state.scores:
         return Step(event="duplicate_score")
     state.scores[model] = score
+    if state.answered:                         # too late to answer, not to learn from: kept for the outcome
+        reward = ({model: score}, state.label) if state.label is not None else None
+        return Step(store=True, event="late_score", reward=reward)
     if state.ts is None:                       # the score overtook its request, or no request will come
         if state.first_seen is None:
             state.first_seen = now
             return _schedule(state, int(now + policy.sla_ms + GRACE_MS))
         return Step(store=True)
-    result = _try_answer(state, request_id, policy, now)
+    result = _try_answer(state, request_id, policy, now, capped)
     return _schedule(state, _next_timer(state, policy, now), result=result) if result else Step(store=True)
+
+
+def on_outcome(state: RequestState, label: int) -> Step:
+    """The request's outcome, while its state is held: every score so far is rewarded; a score that comes
+    later is rewarded when it comes (on_score). A second outcome is counted and ignored."""
+    if state.label is not None:
+        return Step(event="duplicate_outcome")
+    state.label = label
+    return Step(store=True, event="outcome_joined", reward=(dict(state.scores), label) if state.scores else None)
 
 
 def on_rejection(state: RequestState, rejection: Rejection, policy: Policy, now: float) -> Step:
@@ -102,16 +120,17 @@ def on_rejection(state: RequestState, rejection: Rejection, policy: Policy, now:
     error = {"stage": rejection.stage, "reason": rejection.reason, "field": rejection.field}
     result = Result(rejection.request_id, None, None, None, "rejected", round(float(now - state.ts), 3), {}, None,
                     policy.version, error)
-    return _schedule(state, _grace_end(state, policy), result=result)
+    return _schedule(state, _state_end(state, policy), result=result)
 
 
-def on_timer(state: RequestState, request_id: str, policy: Policy, now: float) -> Step:
+def on_timer(state: RequestState, request_id: str, policy: Policy, now: float,
+             capped: frozenset[str] = frozenset()) -> Step:
     state.timer = None                         # the one timer this request had: it just fired
     if state.ts is None:
         return Step(clear=True, event="orphan_scores" if state.first_seen is not None else None)
-    if now >= _grace_end(state, policy):
+    if now >= _state_end(state, policy):
         return Step(clear=True)
-    result = _try_answer(state, request_id, policy, now)
+    result = _try_answer(state, request_id, policy, now, capped)
     return _schedule(state, _next_timer(state, policy, now), result=result)
 
 
@@ -133,21 +152,23 @@ def _schedule(state: RequestState, timer: int, result: Result | None = None) -> 
     return Step(result=result, timers=(timer,), cancel=() if previous is None else (previous,), store=True)
 
 
-def _grace_end(state: RequestState, policy: Policy) -> int:
-    return int(state.ts + policy.sla_ms + GRACE_MS)
+def _state_end(state: RequestState, policy: Policy) -> int:
+    """When an answered request's state goes: past the grace period and the outcome horizon."""
+    return int(state.ts + max(policy.sla_ms + GRACE_MS, policy.outcome_horizon_s * 1000))
 
 
 def _next_timer(state: RequestState, policy: Policy, now: float) -> int:
-    """The next deadline, or, once answered, the end of the grace period."""
+    """The next deadline, or, once answered, the end of the state."""
     if state.answered:
-        return _grace_end(state, policy)
+        return _state_end(state, policy)
     return next(int(state.ts + d) for d in policy.deadlines_ms if state.ts + d > now)
 
 
-def _try_answer(state: RequestState, request_id: str, policy: Policy, now: float) -> Result | None:
+def _try_answer(state: RequestState, request_id: str, policy: Policy, now: float,
+                capped: frozenset[str]) -> Result | None:
     if state.answered:
         return None
-    answer = decide(policy, state.preferred, now - state.ts, state.scores)
+    answer = decide(policy, state.preferred, now - state.ts, state.scores, capped)
     if answer is None:
         return None
     state.answered = True

@@ -19,6 +19,8 @@ import yaml
 from scorestream.errors import UserError
 
 DEFAULT_PATH = Path(__file__).parent / "policy.yaml"
+OUTCOME_HORIZON_S = 30.0      # how long after a request its outcome is still joined with its scores
+DISCOUNT = 0.9999             # forgetting per outcome: evidence capped at 10,000 outcomes
 
 
 class PolicyError(UserError):
@@ -30,7 +32,7 @@ class PolicyError(UserError):
 @dataclass(frozen=True)
 class Arm:
     model: str                    # name@version
-    max_share: float = 1.0        # most of the traffic this arm may be preferred for
+    max_share: float = 1.0        # most of the answers this arm may give (preferred or cascade)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Policy:
     default_score: float
     canary: str | None = None
     extractor: str = "txn@1"
+    outcome_horizon_s: float = OUTCOME_HORIZON_S
+    discount: float = DISCOUNT
 
     @property
     def models(self) -> set[str]:
@@ -80,10 +84,12 @@ class Policy:
         return _Parser(known_models).policy(root)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "sla_ms": self.sla_ms, "canary": self.canary, "extractor": self.extractor,
+        return {"version": self.version, "sla_ms": self.sla_ms, "extractor": self.extractor,
+                **({"canary": self.canary} if self.canary else {}),
                 "arms": [{"model": a.model, "max_share": a.max_share} for a in self.arms],
                 "fallback": [{"after_ms": f.after_ms, "use": list(f.use)} for f in self.fallback],
-                "default": {"score": self.default_score}}
+                "default": {"score": self.default_score},
+                "outcome_horizon_s": self.outcome_horizon_s, "discount": self.discount}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], known_models: set[str] | None = None) -> "Policy":
@@ -120,8 +126,18 @@ class _Parser:
             raise PolicyError(self._line(fields["default"]), "default needs a score: the answer at sla_ms")
         canary = self._model(fields["canary"]) if "canary" in fields else None
         extractor = self._scalar(fields["extractor"], "extractor") if "extractor" in fields else "txn@1"
+        horizon = OUTCOME_HORIZON_S
+        if "outcome_horizon_s" in fields:
+            horizon = self._number(fields["outcome_horizon_s"], "outcome_horizon_s", float)
+            if horizon <= 0:
+                raise PolicyError(self._line(fields["outcome_horizon_s"]), "outcome_horizon_s must be positive")
+        discount = DISCOUNT
+        if "discount" in fields:
+            discount = self._number(fields["discount"], "discount", float)
+            if not 0 < discount <= 1:
+                raise PolicyError(self._line(fields["discount"]), "discount must be in (0, 1]: 1 forgets nothing")
         return Policy(version, sla, arms, cascade, self._number(default["score"], "default.score", float),
-                      canary, extractor)
+                      canary, extractor, horizon, discount)
 
     def _arm(self, node) -> Arm:
         fields = self._mapping(node)

@@ -27,18 +27,21 @@ class Answer:
     rule: str                  # preferred | fallback@<after>ms | default
 
 
-def eligible(policy: Policy, preferred: str, elapsed_ms: float) -> list[tuple[str, str]]:
-    """(model, rule) in order of preference for a request this old."""
+def eligible(policy: Policy, preferred: str, elapsed_ms: float,
+             capped: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """(model, rule) in order of preference for a request this old; `capped` models (at their max_share of
+    answers) may not answer at all."""
     out = [(preferred, "preferred")]
     for step in policy.fallback:
         if elapsed_ms >= step.after_ms:
             out += [(m, step.rule) for m in step.use if m != preferred]
-    return out
+    return [(m, rule) for m, rule in out if m not in capped]
 
 
-def decide(policy: Policy, preferred: str, elapsed_ms: float, scores: dict[str, float]) -> Answer | None:
+def decide(policy: Policy, preferred: str, elapsed_ms: float, scores: dict[str, float],
+           capped: frozenset[str] = frozenset()) -> Answer | None:
     """The answer now, or None to wait for more scores or the next deadline."""
-    for model, rule in eligible(policy, preferred, elapsed_ms):
+    for model, rule in eligible(policy, preferred, elapsed_ms, capped):
         if model in scores:
             return Answer(model, scores[model], rule)
     if elapsed_ms >= policy.sla_ms:

@@ -18,7 +18,8 @@ from rich.table import Table
 from scorestream import kafka, stack, topics
 from scorestream.console import err, out, progress
 from scorestream.errors import UserError
-from scorestream.publish import PublishReport, lines_to_requests, publish, synthetic_requests
+from scorestream.publish import (DelayedOutcomes, PublishReport, lines_to_outcomes, lines_to_requests, publish,
+                                 synthetic_requests)
 from scorestream.settings import KafkaSettings, StackSettings
 
 
@@ -26,9 +27,9 @@ HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architec
 
 \b
 Everyone:  up, down, status, demo, bench
-Producers: publish, results
-Models:    worker
-Ops:       promote, decoy, canary, alerts, topics apply, topics list, savepoint, savepoints, upgrade
+Producers: publish, results, outcomes
+Models:    worker, deploy, undeploy
+Ops:       policy, promote, decoy, canary, alerts, topics apply, topics list, savepoint, savepoints, upgrade
 Analysts:  replay
 """
 
@@ -118,8 +119,21 @@ def status() -> None:
         for row in jobs:
             flink_table.add_row(*row)
         out.print(flink_table)
+    _print_containers()
     if rows[0].state == "running":
         _print_firing()
+
+
+def _print_containers() -> None:
+    """scorestream's containers on the Docker engine, when one answers (deployed workers, the compose system)."""
+    from scorestream import containers
+
+    client = containers.engine()
+    if client is not None and (found := containers.rows(client)):
+        table = Table("container", "state", "model", "image")
+        for row in found:
+            table.add_row(row.name, row.state, row.model or "-", row.image)
+        out.print(table)
 
 
 def _print_firing() -> None:
@@ -134,11 +148,10 @@ def _print_firing() -> None:
     if not firing:
         out.print("alerts: none firing")
         return
-    table = Table("alert firing", "model", "value", "threshold", "since", "runbook")
-    for a in firing:
+    for a in firing:          # one plain line each: a table would cut names and links on a narrow terminal
         since = time.strftime("%H:%M:%S", time.gmtime(a.first_seen / 1000)) if a.first_seen else "-"
-        table.add_row(a.alert, a.model, f"{a.value:g}", f"{a.threshold:g}", since, a.runbook)
-    out.print(table)
+        out.print(f"alert firing: {a.alert} {a.model} {a.value:g} (threshold {a.threshold:g}) since {since} UTC, "
+                  f"{a.severity}: {a.reason}; see {a.runbook}", highlight=False, soft_wrap=True)
 
 
 @cli.group("topics")
@@ -176,26 +189,55 @@ def topics_list() -> None:
 @click.option("--count", type=int, default=10_000, help="How many synthetic requests.")
 @click.option("--rate", type=float, default=0.0, help="Requests per second; 0 = as fast as possible.")
 @click.option("--seed", type=int, default=None, help="Seed of the synthetic generator. [default: random]")
+@click.option("--regime", type=click.Choice(["old", "new"]), default="old",
+              help="Ground truth of the synthetic world: new = evening travel turned risky (scorestream/synthetic.py).")
+@click.option("--outcomes-after-ms", type=float, default=None,
+              help="Also publish each synthetic request's true label to scoring.outcomes this many ms later.")
 @click.option("--topic", default="requests", help="Topic id in topics.yaml (or a topic name).")
-def publish_cmd(source, synthetic: bool, count: int, rate: float, seed: int | None, topic: str) -> None:
+def publish_cmd(source, synthetic: bool, count: int, rate: float, seed: int | None, regime: str,
+                outcomes_after_ms: float | None, topic: str) -> None:
     """Publish scoring requests from SOURCE (JSON lines; - for stdin) or --synthetic.
 
     A line is a request {"request_id", "ts", "payload"} or a bare payload object;
     request_id and ts are filled in when absent. Bad lines are reported with their
-    number and not sent.
+    number and not sent. With --synthetic --outcomes-after-ms D, each request's
+    ground-truth label follows it D ms later on scoring.outcomes.
     """
     if synthetic == (source is not None):
         raise UserError("give either a SOURCE file (- for stdin) or --synthetic")
+    if outcomes_after_ms is not None and not synthetic:
+        raise UserError("--outcomes-after-ms needs --synthetic (a file has no labels: use `scorestream outcomes`)")
     name = _topic_name(topic)
     report = PublishReport()
     if synthetic:
         seed = random.randrange(2**31) if seed is None else seed
-        requests = synthetic_requests(seed, count)
+        delayed = None if outcomes_after_ms is None else DelayedOutcomes(_topic_name("outcomes"), outcomes_after_ms)
+        requests = synthetic_requests(seed, count, regime, labels=delayed.labels if delayed else None)
         with progress(count, "publishing") as advance:
-            publish(requests, name, rate, report=report, on_progress=advance)
-        out.print(f"seed {seed}")
+            publish(requests, name, rate, report=report, on_progress=advance, outcomes=delayed)
+        out.print(f"seed {seed}, regime {regime}" + (f", outcomes {report.outcomes}" if delayed else ""))
     else:
         publish(lines_to_requests(source, report), name, rate, report=report)
+    _report_sent(report, name)
+
+
+@cli.command("outcomes")
+@click.argument("source", type=click.File("rb"))
+def outcomes_cmd(source) -> None:
+    """Publish outcomes (true labels) from SOURCE (JSON lines; - for stdin) to scoring.outcomes.
+
+    A line is {"request_id": "...", "label": 0 or 1, "ts": epoch ms}; ts is
+    filled in when absent. The rendezvous joins each with every model's score
+    of that request (within the policy's outcome_horizon_s) and rewards every
+    model. Bad lines are reported with their number and not sent.
+    """
+    name = _topic_name("outcomes")
+    report = PublishReport()
+    publish(lines_to_outcomes(source, report), name, report=report)
+    _report_sent(report, name)
+
+
+def _report_sent(report: PublishReport, name: str) -> None:
     for number, reason in report.bad_lines[:20]:
         err.print(f"line {number}: {reason}")
     if len(report.bad_lines) > 20:
@@ -248,13 +290,13 @@ def _add_parts() -> None:
     """Verbs of the parts outside the core, each in its own folder."""
     from canary.cli import alerts_cmd, canary_cmd
     from decoy.cli import decoy_cmd, replay_cmd
-    from models.cli import worker
-    from rendezvous.cli import promote, results
+    from models.cli import deploy, undeploy, worker
+    from rendezvous.cli import policy_cmd, promote, results
     from savepoints.cli import savepoint_cmd, savepoints_cmd, upgrade_cmd
     from scorestream.demo import bench, demo
 
-    for command in (worker, promote, results, demo, bench, decoy_cmd, replay_cmd, canary_cmd, alerts_cmd,
-                    savepoints_cmd, savepoint_cmd, upgrade_cmd):
+    for command in (worker, deploy, undeploy, policy_cmd, promote, results, demo, bench, decoy_cmd, replay_cmd,
+                    canary_cmd, alerts_cmd, savepoints_cmd, savepoint_cmd, upgrade_cmd):
         cli.add_command(command)
 
 

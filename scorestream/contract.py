@@ -139,7 +139,7 @@ class Message:
             values[name] = _check(cls.__name__, name, hint, doc[name])
             allowed = cls.choices.get(name)
             if allowed and values[name] not in allowed:
-                raise ContractError(cls.__name__, name, f"must be one of {', '.join(allowed)}, got {values[name]!r}")
+                raise ContractError(cls.__name__, name, f"must be one of {', '.join(map(str, allowed))}, got {values[name]!r}")
         return cls(**values)
 
     @classmethod
@@ -229,9 +229,15 @@ class Result(Message):
 
 @dataclass(frozen=True)
 class Outcome(Message):
+    """The truth about a request, learned later (a chargeback, a confirmed fraud): keyed by request id.
+
+    The rendezvous joins it with every model's score of that request and rewards every model's posterior.
+    """
+
+    choices = {"label": (0, 1)}
     request_id: str
-    label: int
-    ts: int
+    label: int                    # 1 = fraud, 0 = not fraud; nothing else
+    ts: int                       # epoch ms when the label was established
 
 
 @dataclass(frozen=True)

@@ -166,11 +166,15 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
         for key, value in extra.items():
             conf.set_string(key, value)
         env.configure(conf)
+    ready = StackSettings().home / "run" / f"flink.{name}.job"     # what a container's health check looks at
+    ready.unlink(missing_ok=True)
     client = env.execute_async(name)
     job_id = str(client.get_job_id())
     if on_submitted:
         on_submitted(job_id, f"http://127.0.0.1:{port}")
     print(f"{name}: job {job_id} submitted, REST http://127.0.0.1:{port}", flush=True)
+    ready.parent.mkdir(parents=True, exist_ok=True)
+    ready.write_text(job_id)
     # wait in Python, not in a Java call, so SIGTERM is handled at once: cancel the job, then exit
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

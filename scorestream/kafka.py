@@ -89,3 +89,24 @@ def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float 
             if not settling or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def last_value(topic: str, bootstrap: str | None = None, timeout_s: float = 10.0) -> bytes | None:
+    """The value of the newest record of a one-partition topic, or None when it has none."""
+    c = consumer(f"scorestream.last-value", bootstrap)
+    try:
+        low, high = watermarks(c, topic, 0, timeout_s)
+        if high <= low:
+            return None
+        c.assign([TopicPartition(topic, 0, max(low, high - 10))])
+        value, deadline = None, time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            value = msg.value()
+            if msg.offset() >= high - 1:
+                return value
+        return value
+    finally:
+        c.close()

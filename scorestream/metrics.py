@@ -16,6 +16,7 @@ from prometheus_client import Counter, start_http_server
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 DEAD_LETTERED = Counter("scorestream_dead_lettered_total", "Records sent to the dead-letter topic", ["stage"])
+_SERVED: set[int] = set()
 
 
 def serve(port: int | None, wait: bool = False) -> None:
@@ -25,11 +26,12 @@ def serve(port: int | None, wait: bool = False) -> None:
     sets 0.0.0.0 so Prometheus can reach it through the published port.
     wait: if the port is taken (the old version of a job during a hot swap), keep trying in the background.
     """
-    if not port:
+    if not port or port in _SERVED:       # a Flink task restarted in the same interpreter opens again
         return
     addr = os.environ.get("SCORESTREAM_METRICS_ADDR", "127.0.0.1")
     try:
         start_http_server(port, addr=addr)
+        _SERVED.add(port)
     except OSError:
         if not wait:
             raise
@@ -39,8 +41,10 @@ def serve(port: int | None, wait: bool = False) -> None:
                 time.sleep(0.5)
                 try:
                     start_http_server(port, addr=addr)
+                    _SERVED.add(port)
                     return
                 except OSError:
                     continue
 
+        _SERVED.add(port)                   # one retrying thread per port
         threading.Thread(target=retry, name="metrics-port", daemon=True).start()

@@ -5,6 +5,12 @@ The same seed gives the same payloads, request ids and labels, so training
 source. The label follows a logistic ground truth with interactions, so trees
 can beat a linear model, but both learn something.
 
+Two regimes share the payloads of a seed and differ only in the ground truth:
+- `old`: the truth the demo models fraud_lr@1, fraud_xgb@2..4 were trained on;
+- `new`: the world changed: travel merchants between 18:00 and 23:59 local
+  time turn risky (+NEW_RISK_LOGIT on the fraud logit, about 1 transaction in
+  32). Models trained on the old regime miss it; fraud_xgb@5 was trained on it.
+
 >>> a, b = TransactionGenerator(seed=7), TransactionGenerator(seed=7)
 >>> a.batch(3) == b.batch(3)
 True
@@ -19,6 +25,8 @@ import numpy as np
 
 CATEGORIES = ("grocery", "fuel", "restaurant", "travel", "electronics", "gaming", "jewelry", "pharmacy")
 RISKY_CATEGORIES = frozenset({"electronics", "gaming", "jewelry"})
+REGIMES = ("old", "new")
+NEW_RISK_CATEGORY, NEW_RISK_HOURS, NEW_RISK_LOGIT = "travel", range(18, 24), 4.0
 COUNTRIES = ("DE", "FR", "NL", "ES", "IT", "GB", "US", "PL")
 CURRENCY = {"GB": "GBP", "US": "USD", "PL": "PLN"}
 
@@ -40,9 +48,16 @@ def fraud_logit(amount, avg_amount, foreign, new_device, night, txn_24h, age_day
             + 0.0006 * distance)
 
 
+def new_risk(category: np.ndarray, hour: np.ndarray) -> np.ndarray:
+    """Where the new regime's truth differs: category indices and local hours -> bool array."""
+    return (category == CATEGORIES.index(NEW_RISK_CATEGORY)) & np.isin(hour, list(NEW_RISK_HOURS))
+
+
 class TransactionGenerator:
-    def __init__(self, seed: int = 0):
-        self.seed = seed
+    def __init__(self, seed: int = 0, regime: str = "old"):
+        if regime not in REGIMES:
+            raise ValueError(f"regime must be one of {', '.join(REGIMES)}, got {regime!r}")
+        self.seed, self.regime = seed, regime
         self.rng = np.random.default_rng(seed)
 
     def batch(self, n: int) -> list[Sample]:
@@ -62,8 +77,11 @@ class TransactionGenerator:
         customer = rng.integers(0, 200_000, n)
         ids = rng.integers(0, 2**63 - 1, n, dtype=np.int64)
         risky = np.isin(category, [CATEGORIES.index(c) for c in RISKY_CATEGORIES])
-        p = 1.0 / (1.0 + np.exp(-fraud_logit(amount, avg, foreign, new_device, hour < 6, txn_24h, age_days,
-                                              risky, card_present, distance)))
+        logit = fraud_logit(amount, avg, foreign, new_device, hour < 6, txn_24h, age_days, risky, card_present,
+                            distance)
+        if self.regime == "new":
+            logit = logit + NEW_RISK_LOGIT * new_risk(category, hour)
+        p = 1.0 / (1.0 + np.exp(-logit))
         label = rng.random(n) < p
         rows = zip(ids.tolist(), amount.tolist(), avg.tolist(), home.tolist(), where.tolist(), category.tolist(),
                    card_present.tolist(), new_device.tolist(), hour.tolist(), txn_24h.tolist(), age_days.tolist(),

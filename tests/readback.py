@@ -8,6 +8,7 @@ import uuid
 from confluent_kafka import TopicPartition
 
 from scorestream import kafka
+from scorestream.contract import KafkaRecord
 
 
 def end_offsets(topic: str, bootstrap: str | None = None) -> dict[int, int]:
@@ -22,20 +23,27 @@ def end_offsets(topic: str, bootstrap: str | None = None) -> dict[int, int]:
 
 def read_keys(topic: str, start: dict[int, int], bootstrap: str | None = None, timeout_s: float = 30.0) -> list[bytes]:
     """Keys of every record from `start` offsets up to the current end of each partition."""
+    return [r.key for r in read_records(topic, bootstrap, start, timeout_s)]
+
+
+def read_records(topic: str, bootstrap: str | None = None, start: dict[int, int] | None = None,
+                 timeout_s: float = 30.0) -> list[KafkaRecord]:
+    """Every record from `start` offsets (default: the beginning) up to the current end of each partition."""
+    start = start or {}
     stop = end_offsets(topic, bootstrap)
     todo = {p for p in stop if stop[p] > start.get(p, 0)}
     c = kafka.consumer(f"scorestream-readback-{uuid.uuid4().hex[:8]}", bootstrap)
     c.assign([TopicPartition(topic, p, start.get(p, 0)) for p in todo])
-    keys: list[bytes] = []
+    records: list[KafkaRecord] = []
     deadline = time.monotonic() + timeout_s
     try:
         while todo and time.monotonic() < deadline:
             for msg in c.consume(10000, timeout=0.5):
                 if msg.error():
                     continue
-                keys.append(msg.key())
+                records.append(KafkaRecord.from_message(msg))
                 if msg.offset() + 1 >= stop[msg.partition()]:
                     todo.discard(msg.partition())
     finally:
         c.close()
-    return keys
+    return records

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from scorestream.synthetic import TransactionGenerator
 
 WINDOW_S = 2.0
 RATE = 300                   # requests per second
-STATIONARY_S = int(os.environ.get("CANARY_TEST_STATIONARY_S", 60))   # after the reference windows
+STATIONARY_S = int(os.environ.get("CANARY_TEST_STATIONARY_S", 50))   # after the reference windows
 MODELS = [("fraud_lr@1", "canary"), ("fraud_xgb@2", "candidate"), ("fraud_xgb@3", "candidate")]
 
 

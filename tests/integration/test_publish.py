@@ -45,3 +45,33 @@ def test_cli_synthetic(cli_env, registry):
     assert "delivered 2000, failed 0" in done.stdout
     keys = read_keys(registry.name("requests"), {}, cli_env["SCORESTREAM_BOOTSTRAP_SERVERS"])
     assert sorted(keys) == sorted(r.key for r in synthetic_requests(5, 2000))
+
+
+def test_cli_synthetic_with_outcomes_sends_each_label_later(cli_env, registry):
+    done = subprocess.run([sys.executable, "-m", "scorestream.cli", "publish", "--synthetic", "--count", "300",
+                           "--rate", "300", "--seed", "6", "--regime", "new", "--outcomes-after-ms", "500"],
+                          env=cli_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "delivered 300, failed 0" in done.stdout and "regime new, outcomes 300" in done.stdout
+    from scorestream.contract import Outcome, Request
+    from scorestream.synthetic import TransactionGenerator
+    from tests.readback import read_records
+    bootstrap = cli_env["SCORESTREAM_BOOTSTRAP_SERVERS"]
+    requests = {Request.from_json(r.value).request_id: r for r in read_records(registry.name("requests"), bootstrap)}
+    outcomes = [(Outcome.from_json(r.value), r) for r in read_records(registry.name("outcomes"), bootstrap)]
+    truth = {s.request_id: s.label for s in TransactionGenerator(6, "new").batch(4096)[:300]}
+    assert {o.request_id: o.label for o, _ in outcomes} == truth
+    assert all(record.key == o.request_id.encode() for o, record in outcomes)
+    assert all(record.timestamp - requests[o.request_id].timestamp >= 490 for o, record in outcomes)
+
+
+def test_cli_outcomes_reports_bad_lines_and_sends_the_rest(cli_env, registry, tmp_path):
+    lines = tmp_path / "labels.jsonl"
+    lines.write_text('{"request_id": "a", "label": 1}\n{"request_id": "b", "label": 2}\n'
+                     '{"request_id": "c", "label": 0, "ts": 5}\nnope\n')
+    done = subprocess.run([sys.executable, "-m", "scorestream.cli", "outcomes", str(lines)], env=cli_env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "line 2:" in done.stderr and "label" in done.stderr and "line 4:" in done.stderr
+    assert "delivered 2, failed 0, bad lines 2" in done.stdout
+    assert sorted(read_keys(registry.name("outcomes"), {}, cli_env["SCORESTREAM_BOOTSTRAP_SERVERS"])) == [b"a", b"c"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from scorestream import kafka
-from scorestream.contract import Control, Request, Result, Score
+from scorestream.contract import Control, DeadLetter, KafkaRecord, Outcome, Request, Result, Score
 from scorestream.process import ManagedProcess
 from tests.conftest import free_port_pair
 
@@ -27,6 +27,8 @@ fallback:
   - after_ms: 200
     use: [fraud_lr@1]
 default: {score: -1.0}
+outcome_horizon_s: 5
+discount: 1.0
 """
 
 
@@ -48,6 +50,11 @@ class Harness:
 
     def score(self, request_id: str, ref: str, value: float) -> None:
         kafka.produce(self.producer, self.registry.name("scores"), score(request_id, ref, value).to_record())
+        self.producer.flush(10)
+
+    def outcome(self, request_id: str, label, raw: bytes | None = None) -> None:
+        value = raw or Outcome(request_id, label, int(time.time() * 1000)).to_json()
+        kafka.produce(self.producer, self.registry.name("outcomes"), KafkaRecord(request_id.encode(), value))
         self.producer.flush(10)
 
     def results(self, want: set[str], timeout_s: float = 30) -> list[Result]:
@@ -169,3 +176,56 @@ def test_state_is_freed_after_the_grace_period(rendezvous):
         assert time.monotonic() < deadline, "requests still held after the grace period"
         time.sleep(0.5)
     assert _metric(h.metrics_url, "scorestream_rendezvous_events_total{event=\"late_score\"}") >= 20
+
+
+def _read_all(bootstrap: str, topic: str, settle_s: float = 2.0) -> list:
+    consumer = kafka.consumer(f"test-{uuid.uuid4().hex[:6]}", bootstrap)
+    consumer.subscribe([topic])
+    found, quiet_until = [], time.monotonic() + 10
+    while time.monotonic() < quiet_until:
+        msgs = [m for m in consumer.consume(1000, timeout=0.2) if not m.error()]
+        found += msgs
+        if msgs:
+            quiet_until = max(quiet_until, time.monotonic() + settle_s)
+    consumer.close()
+    return found
+
+
+def test_outcomes_are_joined_once_counted_and_learned(rendezvous):
+    """Every model that scored learns; duplicates, unknown ids and bad labels are counted, never learned twice."""
+    from rendezvous.learner import read_snapshot
+    h = rendezvous
+    before = {r: _metric(h.metrics_url, f'scorestream_rendezvous_outcomes_total{{result="{r}"}}')
+              for r in ("joined", "duplicate", "unmatched", "invalid")}
+    learned_before = _metric(h.metrics_url, "scorestream_rendezvous_outcomes_learned")
+    ids = [f"out-{uuid.uuid4().hex[:6]}-{i}" for i in range(20)]
+    for rid in ids:
+        h.request(rid)
+        h.score(rid, "fraud_xgb@3", 0.9)       # right: every label is 1
+        h.score(rid, "fraud_xgb@2", 0.1)       # wrong
+    assert len(h.results(set(ids))) == 20
+    for rid in ids:
+        h.outcome(rid, 1)
+    for rid in ids[:5]:
+        h.outcome(rid, 1)                      # duplicates
+    h.outcome("never-seen", 0)
+    h.outcome(ids[5], None, raw=b'{"request_id": "%s", "label": 2, "ts": 1}' % ids[5].encode())
+    deadline = time.monotonic() + 30
+    want = {"joined": 20, "duplicate": 5, "unmatched": 1, "invalid": 1}
+    while True:
+        now = {r: _metric(h.metrics_url, f'scorestream_rendezvous_outcomes_total{{result="{r}"}}') - before[r]
+               for r in want}
+        learned = _metric(h.metrics_url, "scorestream_rendezvous_outcomes_learned") - learned_before
+        if now == want and learned == 20:
+            break
+        assert time.monotonic() < deadline, (now, learned)
+        time.sleep(0.5)
+    means = {m: _metric(h.metrics_url, f'scorestream_rendezvous_posterior_mean{{model="{m}"}}')
+             for m in ("fraud_xgb@3", "fraud_xgb@2")}
+    assert means["fraud_xgb@3"] > 0.9 and means["fraud_xgb@2"] < 0.25      # 1 - squared error, prior Beta(1, 1)
+    snapshot = read_snapshot(_read_all(h.bootstrap, h.registry.name("posteriors"))[-1].value())
+    assert snapshot["outcomes"] - learned_before == 20
+    dead = [DeadLetter.from_record(KafkaRecord.from_message(m))
+            for m in _read_all(h.bootstrap, h.registry.name("deadletter"))]
+    assert [d.stage for d in dead if ids[5].encode() in d.record.value] == ["rendezvous"]
+    assert "label" in next(d.reason for d in dead if ids[5].encode() in d.record.value)

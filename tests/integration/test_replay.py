@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from models.registry import load_model
 from scorestream.contract import Features, Request, Result, Score
 from scorestream.errors import UserError
 from scorestream.publish import synthetic_requests
+from scorestream.synthetic import TransactionGenerator
 from tests.integration.test_decoy import read_committed
 
 MODEL = "fraud_xgb@3"
@@ -169,3 +171,42 @@ def test_cli_empty_range_unknown_model_and_parquet(cli_env, archived, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "2 malformed skipped" in done.stdout and "fraud_lr@1" in done.stdout
     assert pq.read_table(out).column_names[-2:] == [MODEL, "fraud_lr@1"]
+
+
+def test_with_outcomes_grades_every_model_beside_the_answers_served(broker, registry, archived, tmp_path):
+    """The label column and AUC / log loss / Brier per model; the served answers graded the same way."""
+    from decoy.replay import grades
+    from scorestream.contract import Outcome
+    t0, t1, sent = archived
+    in_range = sorted(rid for rid, r in sent.items() if t0 <= r.ts < t1)
+    labelled = in_range[: len(in_range) // 2]
+    truth = {s.request_id: s.label for s in TransactionGenerator(9).batch(4096)[:1200]}
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for rid in labelled:
+        p.produce(registry.name("outcomes"), Outcome(rid, truth[rid], int(time.time() * 1000)).to_json(),
+                  rid.encode())
+        p.produce(registry.name("results"), Result(rid, 0.5, None, None, "default", 100.0, {}, None, 1).to_json(),
+                  timestamp=sent[rid].ts + 100)                   # answered when the request came
+    p.produce(registry.name("outcomes"), Outcome(labelled[0], 1 - truth[labelled[0]], 1).to_json())  # 2nd: ignored
+    assert p.flush(30) == 0
+    out = tmp_path / "graded.parquet"
+    summary = replay(TimeRange(t0, t1), (MODEL, "fraud_lr@1"), out, late_ms=LATE, registry=registry,
+                     bootstrap=broker.bootstrap, with_outcomes=True)
+    table = pq.read_table(out).to_pydict()
+    labels = dict(zip(table["request_id"], table["label"]))
+    assert {rid: labels[rid] for rid in labelled} == {rid: truth[rid] for rid in labelled}
+    assert sum(v is None for v in labels.values()) == len(in_range) - len(labelled)
+    scores, graded_labels = summary.graded[MODEL]
+    assert len(graded_labels) == len(labelled)
+    g = grades(scores, graded_labels)
+    assert 0.6 < g["auc"] <= 1 and 0 < g["brier"] < 0.2
+    served = grades(*summary.graded["served"])
+    assert served["n"] == len(labelled) and served["brier"] == pytest.approx(0.25)   # every served answer is 0.5
+    done = subprocess.run([sys.executable, "-m", "scorestream.cli", "replay", "--from", str(t0), "--to", str(t1),
+                           "--model", MODEL, "--with-outcomes", "--late-ms", str(LATE)],
+                          capture_output=True, text=True, timeout=120,
+                          env=os.environ | {"SCORESTREAM_BOOTSTRAP_SERVERS": broker.bootstrap,
+                                                          "SCORESTREAM_TOPIC_PREFIX": registry.name("requests")
+                                                          .split("scoring.")[0]})
+    assert done.returncode == 0, done.stderr
+    assert "answers served" in done.stdout and "Brier" in done.stdout and "0.2500" in done.stdout

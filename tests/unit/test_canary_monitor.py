@@ -61,9 +61,16 @@ def run_window(mon: Monitor, clock: Clock, rng, n=400, shift=0.0, broken: str | 
 def test_bad_scores_are_counted_and_never_crash():
     mon, clock = monitor()
     for value in (b"not json", b"{}", score("r", CANARY, 1.5, clock.now), score("r", CANARY, float("nan"), clock.now),
-                  score("r", "nope@9", 0.5, clock.now), score("r", CANARY, "0.5", clock.now), None):
+                  score("r", "nope@9", 0.5, clock.now), score("r", CANARY, "0.5", clock.now), None, b"[1, 2]"):
         mon.on_score(value)
-    assert mon.bad == {"malformed": 3, "out_of_range": 1, "not_a_number": 2, "unknown_model": 1}
+    assert mon.bad == {"malformed": 4, "out_of_range": 1, "not_a_number": 2, "unknown_model": 1}
+
+
+def test_a_swap_token_among_the_scores_is_neither_a_score_nor_bad():
+    from scorestream.swap import token_record
+    mon, _ = monitor()
+    mon.on_score(token_record("rendezvous", "d-old", "d-new", "u1").value)
+    assert mon.bad == {}
 
 
 def test_stationary_traffic_raises_nothing_and_a_shift_raises_drift_within_a_window():

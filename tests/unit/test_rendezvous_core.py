@@ -5,7 +5,7 @@ import heapq
 from rendezvous.core import GRACE_MS, RequestState, on_request, on_score, on_timer
 from rendezvous.policy import Arm, Fallback, Policy
 
-POLICY = Policy(1, 100, (Arm("m3@1"),), (Fallback(30, ("m2@1",)),), 0.0, canary="m1@1")
+POLICY = Policy(1, 100, (Arm("m3@1"),), (Fallback(30, ("m2@1",)),), 0.0, canary="m1@1", outcome_horizon_s=5)
 
 
 class Sim:

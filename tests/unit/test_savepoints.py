@@ -19,11 +19,11 @@ from scorestream.contract import KafkaRecord, Request
 POLICY = Policy(1, 100, (Arm("m@1"),), (), 0.5)
 
 
-def test_a_marked_request_is_never_answered_and_freed_after_grace():
+def test_a_marked_request_is_never_answered_and_freed_after_grace_and_outcome_horizon():
     state = core.RequestState()
     assert core.mark_answered(state) and not core.mark_answered(state)
     step = core.on_request(state, "r1", ts=1000, preferred="m@1", policy=POLICY, now=1001)
-    assert step.result is None and step.timers == (1000 + 100 + core.GRACE_MS,)
+    assert step.result is None and step.timers == (1000 + max(100 + core.GRACE_MS, POLICY.outcome_horizon_s * 1000),)
     assert core.on_score(state, "r1", "m@1", 0.9, POLICY, now=1005).event == "late_score"
 
 

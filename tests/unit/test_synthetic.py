@@ -23,3 +23,13 @@ def test_fraud_rate_is_realistic_and_learnable():
 def test_payload_is_plain_json_types():
     payload = TransactionGenerator(0).batch(1)[0].payload
     assert {type(v) for v in payload.values()} <= {str, int, float, bool}
+
+
+def test_new_regime_changes_only_the_truth_of_evening_travel():
+    old, new = TransactionGenerator(5).batch(20_000), TransactionGenerator(5, regime="new").batch(20_000)
+    assert [s.payload for s in old] == [s.payload for s in new]
+    changed = [(o, n) for o, n in zip(old, new) if o.fraud_probability != n.fraud_probability]
+    assert changed and all(n.payload["merchant_category"] == "travel" and n.payload["local_hour"] >= 18
+                           and n.fraud_probability > o.fraud_probability for o, n in changed)
+    risky = [n.label for _, n in changed]
+    assert sum(risky) / len(risky) > 0.3           # the new risk is large, not a rounding error

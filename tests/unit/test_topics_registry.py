@@ -3,7 +3,7 @@ import pytest
 from scorestream.topics import TopicRegistry
 
 DESIGN_TOPICS = {"requests", "archive", "features", "rejections", "scores", "results", "outcomes", "control", "alerts",
-                 "deadletter"}
+                 "deadletter", "posteriors"}
 
 
 def test_every_design_topic_is_declared():

@@ -1,0 +1,93 @@
+"""The compose system on a real Docker engine, once per session (`make test-containers` builds the images).
+
+Its own compose project, broker port and network, so it runs beside anything else; `down -v` at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from scorestream.containers import engine
+from scorestream.load import run_load
+from tests.conftest import free_port_pair
+
+ROOT = Path(__file__).parents[2]
+COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
+IMAGES = ("scorestream-worker", "scorestream-jobs", "scorestream-kafka")
+FIRST_ANSWER_TIMEOUT_S = 300
+
+
+def compose_command() -> list[str]:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.fail("neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
+
+
+class ComposeSystem:
+    def __init__(self, project: str, port: int):
+        self.project, self.bootstrap = project, f"127.0.0.1:{port}"
+        self.env = os.environ | {"SCORESTREAM_KAFKA_PORT": str(port),
+                                 "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10)),
+                                 "SCORESTREAM_BOOTSTRAP_SERVERS": self.bootstrap,
+                                 "SCORESTREAM_DEPLOY_NETWORK": f"{project}_default"}
+        self.command = [*compose_command(), "-f", str(COMPOSE_FILE), "-p", project]
+
+    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        done = subprocess.run([*self.command, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, f"compose {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done
+
+    def containers(self, service: str):
+        return engine().containers.list(filters={"label": [f"com.docker.compose.project={self.project}",
+                                                           f"com.docker.compose.service={service}"]})
+
+    def load(self, count: int, rate: float = 100.0, drain_s: float = 20.0):
+        return run_load("scoring.requests", "scoring.results", rate, count / rate, 100, self.bootstrap,
+                        seed=random.randrange(10**6), drain_s=drain_s)
+
+    def wait_first_answer(self) -> float:
+        began = time.monotonic()
+        while time.monotonic() - began < FIRST_ANSWER_TIMEOUT_S:
+            try:
+                if self.load(10, rate=20, drain_s=3).answered:
+                    return time.monotonic() - began
+            except Exception:           # the broker's topics are not there yet
+                time.sleep(2)
+        pytest.fail(f"no answer within {FIRST_ANSWER_TIMEOUT_S}s; logs:\n{self.compose('logs', '--tail', '30').stdout}")
+
+    def warm(self) -> None:
+        """Every worker has joined: the preferred model answers most of a small load."""
+        for _ in range(30):
+            if self.load(50, rate=50, drain_s=5).by_rule.get("preferred", 0) > 25:
+                return
+        pytest.fail("the preferred model never answered most requests")
+
+
+@pytest.fixture(scope="session")
+def compose_system():
+    client = engine()
+    if client is None:
+        pytest.fail("no Docker engine answers (DOCKER_HOST or /var/run/docker.sock): run `make test-containers`")
+    missing = [i for i in IMAGES if not client.images.list(name=i)]
+    if missing:
+        pytest.fail(f"images missing: {', '.join(missing)}: run `make images`")
+    system = ComposeSystem(f"scorestream-test-{uuid.uuid4().hex[:6]}", free_port_pair())
+    began = time.monotonic()
+    system.compose("up", "-d")
+    try:
+        first = system.wait_first_answer()
+        print(f"\ncompose up to the first answer: {time.monotonic() - began:.1f}s "
+              f"(up returned after {time.monotonic() - began - first:.1f}s)")
+        yield system
+    finally:
+        system.compose("down", "-v", "--remove-orphans", "-t", "10")
