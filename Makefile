@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 JARS   := .scorestream/jars
 
-.PHONY: test demo bootstrap jars promtool clean images wheelhouse base-image test-containers
+.PHONY: test test-slow demo bootstrap jars promtool clean images wheelhouse base-image test-containers
 
 bootstrap: $(VENV)/.installed $(JARS)/.fetched promtool
 
@@ -33,7 +33,11 @@ promtool:
 	  else echo "promtool not found: install Debian's prometheus package (apt-get install prometheus) and retry" >&2; exit 1; fi; }
 
 test: bootstrap
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+# The slow integration tests (hot swap under load, learning from outcomes): CI runs them after `make test`.
+test-slow: bootstrap
+	$(VENV)/bin/python -m pytest -m slow tests/integration
 
 # Container images (docs/containers.md). BASE names a Debian bookworm image with Python 3.11
 # (e.g. BASE=python:3.11-slim where a registry is reachable); empty: a base is built here with

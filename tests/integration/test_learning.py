@@ -21,6 +21,8 @@ from scorestream.process import ManagedProcess
 from scorestream.publish import DelayedOutcomes, publish, synthetic_requests
 from tests.conftest import free_port_pair
 
+pytestmark = pytest.mark.slow      # minutes of load and new JVMs: `make test-slow`, which CI runs after `make test`
+
 POLICY = """\
 version: 1
 sla_ms: 250
