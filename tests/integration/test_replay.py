@@ -187,7 +187,8 @@ def test_with_outcomes_grades_every_model_beside_the_answers_served(broker, regi
                   rid.encode())
         p.produce(registry.name("results"), Result(rid, 0.5, None, None, "default", 100.0, {}, None, 1).to_json(),
                   timestamp=sent[rid].ts + 100)                   # answered when the request came
-    p.produce(registry.name("outcomes"), Outcome(labelled[0], 1 - truth[labelled[0]], 1).to_json())  # 2nd: ignored
+    # a second outcome of the same request, keyed as outcomes are (so after the first in its partition): ignored
+    p.produce(registry.name("outcomes"), Outcome(labelled[0], 1 - truth[labelled[0]], 1).to_json(), labelled[0].encode())
     assert p.flush(30) == 0
     out = tmp_path / "graded.parquet"
     summary = replay(TimeRange(t0, t1), (MODEL, "fraud_lr@1"), out, late_ms=LATE, registry=registry,
