@@ -26,22 +26,10 @@ from scorestream.process import ManagedProcess
 from scorestream.stack import CANARY_PORT_OFFSET
 from scorestream.topics import TopicRegistry
 from tests.conftest import free_port_pair
+from tests.integration.test_system import POLICY     # the same small system: one place to change it
 
 WINDOW_S = 3.0
 RULES = Path(__file__).resolve().parents[2] / "canary" / "rules.yml"
-POLICY = """\
-version: 1
-sla_ms: 400
-canary: fraud_lr@1
-arms:
-  - model: fraud_xgb@3
-fallback:
-  - after_ms: 150
-    use: [fraud_xgb@2]
-  - after_ms: 250
-    use: [fraud_lr@1]
-default: {score: 0.0}
-"""
 
 
 def free_port() -> int:

@@ -23,22 +23,9 @@ from scorestream.load import run_load, warm_up
 from scorestream.process import ManagedProcess
 from scorestream.topics import TopicRegistry
 from tests.conftest import free_port_pair
+from tests.integration.test_system import POLICY     # the same small system: one place to change it
 
 pytestmark = pytest.mark.slow      # minutes of load and new JVMs: `make test-slow`, which CI runs after `make test`
-
-POLICY = """\
-version: 1
-sla_ms: 400
-canary: fraud_lr@1
-arms:
-  - model: fraud_xgb@3
-fallback:
-  - after_ms: 150
-    use: [fraud_xgb@2]
-  - after_ms: 250
-    use: [fraud_lr@1]
-default: {score: 0.0}
-"""
 
 
 class System:
