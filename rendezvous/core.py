@@ -77,7 +77,7 @@ def on_request(state: RequestState, request_id: str, ts: int, preferred: str, po
                capped: frozenset[str] = frozenset()) -> Step:
     if state.ts is not None:
         return Step(event="duplicate_request")
-    state.ts, state.preferred = ts, preferred
+    state.ts, state.preferred = _clock_start(ts, now), preferred
     state.first_seen = state.first_seen or now
     result = _try_answer(state, request_id, policy, now, capped)
     return _schedule(state, _next_timer(state, policy, now), result=result)
@@ -114,7 +114,7 @@ def on_rejection(state: RequestState, rejection: Rejection, policy: Policy, now:
     if state.answered:
         return Step(event="late_rejection")    # the default answered first: the SLA passed before the refusal
     if state.ts is None:
-        state.ts = rejection.ts if rejection.ts is not None else int(now)
+        state.ts = _clock_start(rejection.ts if rejection.ts is not None else now, now)
     state.first_seen = state.first_seen or now
     state.answered = True
     error = {"stage": rejection.stage, "reason": rejection.reason, "field": rejection.field}
@@ -141,6 +141,12 @@ def mark_answered(state: RequestState) -> bool:
         return False
     state.answered = True
     return True
+
+
+def _clock_start(ts: int | float, now: float) -> int:
+    """A request's clock starts at its ts, or now when that ts is ahead of this clock (a producer's clock
+    runs fast, or a bogus ts): the deadlines and the state's end must come, and fit Flink's 64-bit timers."""
+    return int(min(ts, now))
 
 
 def _schedule(state: RequestState, timer: int, result: Result | None = None) -> Step:
