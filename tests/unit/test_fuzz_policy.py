@@ -41,7 +41,7 @@ def parse(text: str) -> None:
     try:
         policy = Policy.from_yaml(text)
     except PolicyError as exc:
-        assert exc.line is None or 1 <= exc.line <= text.count("\n") + 1, exc
+        assert exc.line is None or 1 <= exc.line <= len(text.splitlines()) + 1, exc
         return
     check(policy)
 
