@@ -21,6 +21,7 @@ from scorestream import kafka, stack
 from scorestream.broker import Broker
 from scorestream.client import ScoringClient, assigned_consumer
 from scorestream.contract import Result
+from scorestream.publish import synthetic_requests
 from scorestream.settings import StackSettings
 from scorestream.synthetic import TransactionGenerator
 from tests.integration.test_system import system, warm_up  # noqa: F401 - the module's own system
@@ -59,7 +60,7 @@ def test_broker_stopped_for_10s_under_load_loses_nothing_and_answers_once(system
     publisher = subprocess.Popen([sys.executable, "-m", "scorestream.cli", "publish", "--synthetic", "--rate", "40",
                                   "--count", str(count), "--seed", str(seed)], env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
-    published = [s.request_id for s in TransactionGenerator(seed).batch(count)]
+    published = [r.request_id for r in synthetic_requests(seed, count)]
 
     # a ScoringClient: 10/s from this process, all through the outage
     client = ScoringClient(bootstrap, registry)
@@ -81,7 +82,7 @@ def test_broker_stopped_for_10s_under_load_loses_nothing_and_answers_once(system
     stopped_at = time.time()
     submit_for(OUTAGE_S)
     restarting_at = time.time()
-    broker.start()
+    start_s = broker.start()
     submit_for(5.0)
 
     out, _ = publisher.communicate(timeout=300)
@@ -103,7 +104,10 @@ def test_broker_stopped_for_10s_under_load_loses_nothing_and_answers_once(system
     during = [rid for rid, at in submitted_at.items() if stopped_at + 0.5 < at < restarting_at - 0.5]
     late = [rid for rid in during if by_id[rid].latency_ms > SLA_MS]
     print(f"sent {len(sent)} ({count} by publish, {len(mine)} by ScoringClient), lost {len(lost)}, "
-          f"doubled {len(doubled)}; {len(late)} of the {len(during)} submitted during the outage answered late")
+          f"doubled {len(doubled)}; {len(late)} of the {len(during)} submitted during the outage answered late; "
+          f"outage {restarting_at - stopped_at + start_s:.1f} s (broker start {start_s:.1f} s); latency of those: "
+          f"max {max(by_id[rid].latency_ms for rid in during):.0f} ms; rules of all answers: "
+          f"{dict(Counter(by_id[rid].rule for rid in sent))}")
     assert not lost and not doubled
     assert during and len(late) == len(during), "requests sent during the outage are answered after it, late"
 
