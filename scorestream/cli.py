@@ -45,8 +45,9 @@ def _port_option(f):
                         help="Broker port on 127.0.0.1 (the KRaft controller uses port + 1). [default: 9092]")(f)
 
 
-def _stack_settings(port: int | None) -> StackSettings:
-    return StackSettings(kafka_port=port) if port else StackSettings()
+def _stack_settings(port: int | None, brokers: int | None = None) -> StackSettings:
+    given = {"kafka_port": port} if port else {}
+    return StackSettings(**given, **({"brokers": brokers} if brokers else {}))
 
 
 def _policy_option(f):
@@ -58,10 +59,15 @@ def _policy_option(f):
 @_port_option
 @_policy_option
 @click.option("--broker-only", is_flag=True, help="Only the Kafka broker and the topics.")
+@click.option("--brokers", type=click.IntRange(1, 5), default=None, envvar="SCORESTREAM_BROKERS", show_envvar=True,
+              help="Kafka nodes: 1, or a local cluster of 3 (each broker and controller, on port, port + 2, ...; "
+                   "topics with replication 3, min.insync.replicas 2: it loses a node without losing a record). "
+                   "[default: 1]")
 @click.option("--restore", "restores", multiple=True, metavar="JOB=PATH",
               help="Start JOB (extract, rendezvous) from this savepoint instead of its newest restore point.")
 @click.option("--fresh", is_flag=True, help="Start the Flink jobs without any saved state (from committed offsets).")
-def up(port: int | None, policy_path: Path | None, broker_only: bool, restores: tuple[str, ...], fresh: bool) -> None:
+def up(port: int | None, policy_path: Path | None, broker_only: bool, brokers: int | None, restores: tuple[str, ...],
+       fresh: bool) -> None:
     """Start the embedded system; returns when every part runs. Harmless when running.
 
     A Kafka broker (KRaft) on 127.0.0.1, the topics of topics.yaml, the Flink
@@ -78,7 +84,7 @@ def up(port: int | None, policy_path: Path | None, broker_only: bool, restores: 
         if not sep or job_name not in ("extract", "rendezvous"):
             raise UserError(f"--restore {item!r}: give JOB=PATH with JOB extract or rendezvous")
         restore[job_name] = path
-    bring_up(_stack_settings(port), policy_path, broker_only, restore)
+    bring_up(_stack_settings(port, brokers), policy_path, broker_only, restore)
 
 
 def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_only: bool = False,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorestream import kafka, topics
-from scorestream.broker import Broker, broker_answers
+from scorestream.broker import Cluster, broker_answers
 from scorestream.errors import UserError
 from scorestream.process import ManagedProcess, rss_bytes
 from scorestream.settings import StackSettings
@@ -67,17 +67,21 @@ def system_parts(settings: StackSettings, policy_path: Path | None = None,
 
 
 def up(settings: StackSettings | None = None, broker_only: bool = False, policy_path: Path | None = None,
-       restore: dict[str, str] | None = None) -> tuple[Broker, float | None, topics.Plan, list[str]]:
-    """Start what is not running. Returns the broker, its seconds to ready (None: was running),
+       restore: dict[str, str] | None = None) -> tuple[Cluster, float | None, topics.Plan, list[str]]:
+    """Start what is not running. Returns the broker (or cluster), its seconds to ready (None: was running),
     the topic plan applied and the names of the parts started."""
     settings = settings or StackSettings()
+    if settings.brokers == 2:
+        raise UserError("--brokers 2 cannot lose a node (a KRaft quorum needs a majority): use 1, or 3 and more")
     parts = [] if broker_only else system_parts(settings, policy_path, restore)     # a bad policy stops us here
-    broker = Broker(settings)
+    broker = Cluster(settings)
     seconds = None
     if not broker.running():
         seconds = broker.start()
-    settings.state_file.write_text(json.dumps({"bootstrap": broker.bootstrap, "started": time.time()}))
-    plan = topics.apply(kafka.admin(broker.bootstrap), topics.TopicRegistry.load())
+    settings.state_file.write_text(json.dumps({"bootstrap": broker.bootstrap, "brokers": settings.brokers,
+                                               "started": time.time()}))
+    environment = "cluster" if settings.brokers > 1 else "embedded"
+    plan = topics.apply(kafka.admin(broker.bootstrap), topics.TopicRegistry.load(environment=environment))
     env = os.environ | {"SCORESTREAM_BOOTSTRAP_SERVERS": broker.bootstrap, "SCORESTREAM_HOME": str(settings.home)}
     started = []
     for part in parts:
@@ -109,26 +113,27 @@ def _wait_ready(settings: StackSettings, parts: list[Part]) -> None:
 def processes(settings: StackSettings) -> list[ManagedProcess]:
     run = settings.home / "run"
     names = sorted(p.stem for p in run.glob("*.pid")) if run.exists() else []
-    return [ManagedProcess(n, settings.home) for n in names if n != "kafka"]
+    return [ManagedProcess(n, settings.home) for n in names if n != "kafka" and not n.startswith("kafka.")]
 
 
 def down(settings: StackSettings | None = None) -> list[str]:
     """Stop every process of the stack, the broker last. Returns the names stopped."""
     settings = settings or StackSettings()
     stopped = [p.name for p in processes(settings) if p.stop()]
-    if Broker(settings).stop():
-        stopped.append("kafka")
+    stopped += Cluster.found(settings).stop()
     settings.state_file.unlink(missing_ok=True)
     return stopped
 
 
 def status(settings: StackSettings | None = None) -> list[PartStatus]:
     settings = settings or StackSettings()
-    broker = Broker(settings)
-    pid = broker.process.pid()
-    answering = pid is not None and broker_answers(broker.bootstrap)
-    rows = [PartStatus("kafka", "running" if answering else ("starting" if pid else "stopped"), pid,
-                       rss_bytes(pid) / 2**20 if pid else 0.0, f"{broker.bootstrap} (data {broker.dir / 'data'})")]
+    rows = []
+    for broker in Cluster.found(settings).nodes:
+        pid = broker.process.pid()
+        answering = pid is not None and broker_answers(broker.bootstrap)
+        rows.append(PartStatus(broker.name, "running" if answering else ("starting" if pid else "stopped"), pid,
+                               rss_bytes(pid) / 2**20 if pid else 0.0,
+                               f"{broker.bootstrap} (data {broker.dir / 'data'})"))
     for proc in processes(settings):
         pid = proc.pid()
         rows.append(PartStatus(proc.name, "running" if pid else "stopped", pid,
