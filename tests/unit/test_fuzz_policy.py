@@ -56,7 +56,7 @@ def test_any_text_gives_a_policy_or_a_policy_error(text):
     parse(text)
 
 
-@fuzz(400)
+@fuzz(250)
 @given(doc=documents(POLICY_FIELDS) | json_value)
 def test_near_valid_documents_give_a_runnable_policy_or_a_policy_error(doc):
     parse(yaml.safe_dump(doc))
@@ -69,7 +69,7 @@ def test_the_shipped_policy_mutated_gives_a_policy_or_a_policy_error(at, cut, in
     parse(TEXT[:at] + insert + TEXT[at + cut:])
 
 
-@fuzz(300)
+@fuzz(200)
 @given(doc=documents(POLICY_FIELDS))
 def test_policy_documents_of_the_control_topic_give_a_policy_or_a_policy_error(doc):
     """What `promote` writes and the rendezvous reads back (Policy.from_dict on a JSON body)."""

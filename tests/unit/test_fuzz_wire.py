@@ -48,7 +48,7 @@ wire_values = st.one_of(st.binary(max_size=300), json_value.map(orjson.dumps),
                         *(documents(fields).map(orjson.dumps) for fields in MESSAGE_FIELDS.values()))
 
 
-@fuzz(600)
+@fuzz(400)
 @given(kind=st.sampled_from(sorted(MESSAGE_FIELDS, key=lambda c: c.__name__)), value=st.none() | wire_values)
 def test_contract_gives_a_complete_message_or_a_contract_error(kind, value):
     try:
@@ -79,7 +79,7 @@ def test_dead_letter_headers_give_a_dead_letter_or_a_contract_error(key, value, 
 archive_tails = st.lists(header_values | st.none(), min_size=5, max_size=5).map(lambda vs: tuple(zip(_OURS, vs)))
 
 
-@fuzz(500)
+@fuzz(300)
 @given(value=st.none() | st.binary(max_size=30), first=headers, tail=st.none() | archive_tails)
 def test_archive_headers_give_the_original_or_a_contract_error(value, first, tail):
     record = KafkaRecord(b"k", value, first + (tail or ()))
@@ -95,7 +95,7 @@ lines = st.one_of(st.binary(max_size=200), st.text(max_size=100), json_value.map
                   .map(orjson.dumps))
 
 
-@fuzz(500)
+@fuzz(300)
 @given(line=lines)
 def test_publish_lines_give_a_request_or_a_contract_error(line):
     try:
@@ -105,7 +105,7 @@ def test_publish_lines_give_a_request_or_a_contract_error(line):
     assert Request.from_json(request.to_json()) == request
 
 
-@fuzz(400)
+@fuzz(250)
 @given(line=lines | documents(MESSAGE_FIELDS[Outcome]).map(orjson.dumps))
 def test_outcome_lines_give_an_outcome_or_a_contract_error(line):
     try:
@@ -115,7 +115,7 @@ def test_outcome_lines_give_an_outcome_or_a_contract_error(line):
     assert outcome.label in (0, 1) and type(outcome.label) is int
 
 
-@fuzz(600)
+@fuzz(400)
 @given(value=wire_values.map(lambda b: b.decode("utf-8", "replace")))
 def test_rendezvous_reads_every_record_as_an_event_or_none(value):
     """The rendezvous's one parser of requests, scores, rejections, outcomes and tokens: an event whose fields
@@ -135,7 +135,7 @@ def test_rendezvous_reads_every_record_as_an_event_or_none(value):
         assert isinstance(event[1], dict)
 
 
-@fuzz(100)
+@fuzz(60)
 @given(values=st.lists(st.none() | wire_values, max_size=12))
 def test_worker_scores_or_rejects_each_record_exactly_once(values):
     records = [KafkaRecord(b"k", v, (), "features", 0, offset) for offset, v in enumerate(values)]
@@ -148,7 +148,7 @@ def test_worker_scores_or_rejects_each_record_exactly_once(values):
 TXN = get_extractor("txn@1")
 
 
-@fuzz(400)
+@fuzz(300)
 @given(payload=payloads | python_value, request_id=st.none() | st.text(max_size=8))
 def test_client_refuses_before_sending_exactly_what_the_extract_stage_would_refuse(payload, request_id):
     """What the client's check lets through goes over the wire and through the extractor as the extract job
