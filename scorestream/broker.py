@@ -247,11 +247,15 @@ class Cluster:
     def start(self) -> float:
         """Start the nodes not running, all at once (a quorum needs a majority), then wait for each; seconds."""
         began = time.monotonic()
-        for broker in self.nodes:
-            if not broker.running():
-                broker.launch()
-        for broker in self.nodes:
-            broker.wait_ready(began)
+        try:
+            for broker in self.nodes:
+                if not broker.running():
+                    broker.launch()
+            for broker in self.nodes:
+                broker.wait_ready(began)
+        except UserError:
+            self.stop()                 # no half cluster left behind
+            raise
         return time.monotonic() - began
 
     def stop(self) -> list[str]:
