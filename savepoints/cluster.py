@@ -96,3 +96,21 @@ class SessionCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def main() -> None:
+    """python -m savepoints.cluster DIR [REST_PORT]: a session cluster until Ctrl-C (or SIGTERM)."""
+    workdir, port = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None
+    cluster = SessionCluster(workdir, rest_port=port).start()
+    print(f"Flink session cluster at {cluster.url} (conf and logs in {workdir}); Ctrl-C stops it", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -245,7 +245,9 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
         while not (status := _status(client)) in ("gone", "FINISHED", "FAILED", "CANCELED"):
             time.sleep(1.0)
     finally:
-        if _status(client) != "gone":
+        if cluster:     # through REST: the PyFlink client's JVM may be going down with us (SIGTERM to the group)
+            _cancel_on_cluster(rest_url, job_id)
+        elif _status(client) != "gone":
             client.cancel()
     if status in ("gone", "FINISHED"):       # a job that ends shuts its mini cluster down with it
         print(f"{name}: job {job_id} ended", flush=True)
@@ -255,6 +257,20 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
     except Exception as exc:                 # the cause, for the log (a savepoint that does not restore, ...)
         print(f"{name}: {str(exc)[:20000]}", flush=True)
     raise UserError(f"{name}: the job ended with status {status}")
+
+
+def _cancel_on_cluster(rest_url: str, job_id: str) -> None:
+    """Cancel the job on the session cluster unless it has ended; the job outlives this process otherwise."""
+    import json
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{rest_url}/jobs/{job_id}", timeout=10) as resp:
+            if json.loads(resp.read())["state"] in ("FINISHED", "FAILED", "CANCELED", "CANCELLING"):
+                return
+        urllib.request.urlopen(urllib.request.Request(f"{rest_url}/jobs/{job_id}?mode=cancel", method="PATCH"),
+                               timeout=10).close()
+    except OSError as exc:
+        print(f"could not cancel job {job_id} on {rest_url} ({exc}): cancel it there", flush=True)
 
 
 def _cause(exc: Exception) -> str:
