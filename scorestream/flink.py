@@ -73,6 +73,9 @@ def cluster_config(cluster: str, name: str) -> dict[str, str]:
                         f"e.g. http://127.0.0.1:8081")
     return {"execution.target": "remote", "rest.address": url.hostname, "rest.port": str(url.port),
             "python.execution-mode": "process",
+            # keyed state lives in the JVM; the Python worker caches it. Flink's default (1000 keys) is fewer than the
+            # rendezvous holds (every request of the last SLA + grace): each event was a round trip to the JVM
+            "python.state.cache-size": "100000",
             "pipeline.jars": ";".join(j.as_uri() for j in (connector_jar(), flink_python_jar())),
             "python.files": str(code_archive(name))}
 

@@ -77,8 +77,9 @@ def test_jobs_on_the_cluster_answer_each_request_once(system, cluster):
     assert len(live_jobs(cluster)) == 2
 
 
+@pytest.mark.timeout(600)
 def test_upgrade_on_the_cluster_is_a_new_job_beside_the_old(system, cluster, tmp_path):
-    """The rendezvous upgraded under 200/s: the new version is a second job on the same cluster (no new
+    """The rendezvous upgraded under 100/s: the new version is a second job on the same cluster (no new
     TaskManager), every request answered once, before the cut by the old deployment, after it by the new."""
     from savepoints.bench import swap_load
     old = JobHome(system.home, "rendezvous").current()
@@ -89,11 +90,11 @@ def test_upgrade_on_the_cluster_is_a_new_job_beside_the_old(system, cluster, tmp
     def act():
         done["upgrade"] = upgrade(system, "rendezvous", code)
 
-    load = swap_load(system.registry.name("requests"), system.registry.name("results"), 200, 30, 400,
+    load = swap_load(system.registry.name("requests"), system.registry.name("results"), 100, 30, 400,
                      system.bootstrap, action=act, action_at_s=5, drain_s=30, after_s=10)
     assert done["upgrade"].returncode == 0, done["upgrade"].stdout + done["upgrade"].stderr
     print(f"\nupgrade on the session cluster:\n{done['upgrade'].stdout}{done['upgrade'].stderr}"
-          f"200/s around it: {load.summary()}")
+          f"100/s around it: {load.summary()}")
     new = JobHome(system.home, "rendezvous").current()
     assert new.deployment != old.deployment and new.version != old.version and new.rest == cluster.url
     assert FlinkRest(cluster.url).job(old.flink_job_id)["state"] == "CANCELED"
