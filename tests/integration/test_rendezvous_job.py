@@ -13,8 +13,10 @@ import yaml
 from scorestream import kafka
 from scorestream.contract import Control, DeadLetter, KafkaRecord, Outcome, Request, Result, Score
 from scorestream.process import ManagedProcess
+from scorestream.synthetic import TransactionGenerator
 from tests.conftest import free_port_pair
 
+PAYLOAD = TransactionGenerator(0).batch(1)[0].payload
 POLICY = """\
 version: 4
 sla_ms: 300
@@ -44,7 +46,7 @@ class Harness:
         self.producer = kafka.producer(bootstrap)
 
     def request(self, request_id: str) -> None:
-        r = Request(request_id, int(time.time() * 1000), {"amount": 1.0})
+        r = Request(request_id, int(time.time() * 1000), PAYLOAD)   # one the policy's extractor accepts
         kafka.produce(self.producer, self.registry.name("requests"), r.to_record())
         self.producer.flush(10)
 
