@@ -27,7 +27,7 @@ from scorestream.synthetic import TransactionGenerator
 from tests.integration.test_system import system, warm_up  # noqa: F401 - the module's own system
 from tests.readback import count_keys
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
 SLA_MS = 400            # tests.integration.test_system.POLICY
 OUTAGE_S = 10.0
 

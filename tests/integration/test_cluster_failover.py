@@ -29,7 +29,7 @@ from tests.conftest import free_port_block
 from tests.integration.test_system import POLICY, warm_up
 from tests.readback import count_keys
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
 SLA_MS = 400
 RATE, SECONDS, KILL_AT_S = 50.0, 40.0, 12.0
 
