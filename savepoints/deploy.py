@@ -149,7 +149,7 @@ def _wait_running(job: str, rest: FlinkRest, job_id: str) -> None:
 
 
 def _watch(job: str, rest: FlinkRest, deployment: Deployment) -> None:
-    """Follow a job already live on the cluster until it ends; SIGTERM cancels it (as for a job submitted here)."""
+    """Follow a job already live on the cluster until it ends; SIGTERM ends it (as for a job submitted here)."""
     print(f"{job}: job {deployment.flink_job_id} already runs on the cluster (deployment {deployment.deployment}): "
           f"submitted before, REST {rest.url}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -158,7 +158,6 @@ def _watch(job: str, rest: FlinkRest, deployment: Deployment) -> None:
         while (state := _state(rest, deployment.flink_job_id)) in LIVE:
             time.sleep(1.0)
     finally:
-        if _state(rest, deployment.flink_job_id) in LIVE:
-            rest.cancel(deployment.flink_job_id)
+        flink.end_on_cluster(rest.url, deployment.flink_job_id, JobHome(StackSettings().home, job).dir.resolve().as_uri())
     if state != "FINISHED":
         raise UserError(f"{job}: the job ended with status {state}")

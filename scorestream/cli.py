@@ -78,7 +78,7 @@ def up(port: int | None, policy_path: Path | None, broker_only: bool, brokers: i
     extract and rendezvous jobs, the decoy, and one worker per model the
     policy names (the canary among them). With --flink URL the two Flink jobs
     go to that session cluster (its settings: docs/savepoints.md); `down`
-    cancels them there and leaves the cluster running.
+    stops them there with a savepoint and leaves the cluster running.
 
     A Flink job that is not running starts from its newest savepoint or retained
     checkpoint under <home>/savepoints/<job>/ (after a crash: nothing lost, nothing
@@ -276,7 +276,7 @@ def _report_sent(report: PublishReport, name: str) -> None:
 def job(name: str, policy_path: Path | None, metrics_port: int, restore: str, deployment_id: str | None,
         predecessor: str | None, cluster: str | None) -> None:
     """Run a Flink job of the stack in a local mini cluster (what `up` starts), operable through its REST API;
-    with --flink, on a session cluster instead (this process follows it: SIGTERM cancels it)."""
+    with --flink, on a session cluster instead (this process follows it: SIGTERM stops it with a savepoint)."""
     from rendezvous.policy import DEFAULT_PATH, Policy
     from savepoints import deploy
     from models.registry import list_models

@@ -209,7 +209,7 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
     there cancels the job). cluster: the REST address of a session cluster to submit the job to instead.
     before_submit() may return more configuration, once the JVM runs and the graph is built (a hot swap
     takes the old version's savepoint only then, so the new one has less to catch up).
-    A job that ends (stopped with a savepoint) returns; SIGTERM cancels it.
+    A job that ends (stopped with a savepoint) returns; SIGTERM cancels it (on a cluster: stops it with a savepoint).
     """
     settings = JobSettings()
     if cluster:
@@ -249,7 +249,7 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
             time.sleep(1.0)
     finally:
         if cluster:     # through REST: the PyFlink client's JVM may be going down with us (SIGTERM to the group)
-            _cancel_on_cluster(rest_url, job_id)
+            end_on_cluster(rest_url, job_id, (config or {}).get("execution.checkpointing.savepoint-dir"))
         elif _status(client) != "gone":
             client.cancel()
     if status in ("gone", "FINISHED"):       # a job that ends shuts its mini cluster down with it
@@ -262,18 +262,27 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
     raise UserError(f"{name}: the job ended with status {status}")
 
 
-def _cancel_on_cluster(rest_url: str, job_id: str) -> None:
-    """Cancel the job on the session cluster unless it has ended; the job outlives this process otherwise."""
-    import json
-    import urllib.request
+def end_on_cluster(rest_url: str, job_id: str, savepoint_dir: str | None) -> None:
+    """End the job on the session cluster unless it has ended (it outlives this process otherwise): stopped with a
+    savepoint (no drain), so that its Python operators close after a finished bundle. A cancel can close them
+    mid-bundle, and PyFlink's shared Python runner then fails its reference count and takes the whole TaskManager
+    down with every other job on it (seen on Flink 2.2). Cancelled only if the stop does not end it in time."""
+    from savepoints.rest import FlinkError, FlinkRest
+    rest = FlinkRest(rest_url)
     try:
-        with urllib.request.urlopen(f"{rest_url}/jobs/{job_id}", timeout=10) as resp:
-            if json.loads(resp.read())["state"] in ("FINISHED", "FAILED", "CANCELED", "CANCELLING"):
+        if rest.job(job_id)["state"] in ("FINISHED", "FAILED", "CANCELED", "CANCELLING"):
+            return
+        if savepoint_dir:
+            try:
+                print(f"stopped with the savepoint {rest.savepoint(job_id, savepoint_dir, stop=True, timeout_s=20)}",
+                      flush=True)
+                rest.wait_state(job_id, {"FINISHED", "FAILED", "CANCELED"}, timeout_s=10)
                 return
-        urllib.request.urlopen(urllib.request.Request(f"{rest_url}/jobs/{job_id}?mode=cancel", method="PATCH"),
-                               timeout=10).close()
-    except OSError as exc:
-        print(f"could not cancel job {job_id} on {rest_url} ({exc}): cancel it there", flush=True)
+            except FlinkError as exc:
+                print(f"could not stop job {job_id} with a savepoint ({exc}); cancelling it", flush=True)
+        rest.cancel(job_id)
+    except FlinkError as exc:
+        print(f"could not end job {job_id} on {rest_url} ({exc}): cancel it there", flush=True)
 
 
 def _cause(exc: Exception) -> str:

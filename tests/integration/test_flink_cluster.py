@@ -85,7 +85,7 @@ def test_upgrade_on_the_cluster_is_a_new_job_beside_the_old(system, cluster, tmp
           f"100/s around it: {load.summary()}")
     new = JobHome(system.home, "rendezvous").current()
     assert new.deployment != old.deployment and new.version != old.version and new.rest == cluster.url
-    assert FlinkRest(cluster.url).job(old.flink_job_id)["state"] == "CANCELED"
+    assert FlinkRest(cluster.url).job(old.flink_job_id)["state"] == "FINISHED"     # stopped with a savepoint
     assert new.flink_job_id in live_jobs(cluster)
     assert FlinkRest(cluster.url).overview()["taskmanagers"] == taskmanagers
     assert not load.lost and not load.doubled
@@ -101,15 +101,20 @@ def test_upgrade_on_the_cluster_is_a_new_job_beside_the_old(system, cluster, tmp
     assert not wrong, f"{len(wrong)} answered by the wrong deployment, e.g. {load.sent[wrong[0]]}"
 
 
-def test_down_cancels_the_jobs_and_leaves_the_cluster(system, cluster):
+def test_down_stops_the_jobs_with_a_savepoint_and_leaves_the_cluster(system, cluster):
+    """Stopped, not cancelled: a cancel can take the TaskManager down with it (docs/savepoints.md)."""
     jobs = live_jobs(cluster)
+    down_ms = time.time() * 1000
     stopped = system.cli("down")
     assert stopped.returncode == 0 and "flink.rendezvous" in stopped.stdout, stopped.stderr
     rest = FlinkRest(cluster.url)
     deadline = time.monotonic() + 30
-    while any(rest.job(jid)["state"] != "CANCELED" for jid in jobs):
+    while any(rest.job(jid)["state"] != "FINISHED" for jid in jobs):
         assert time.monotonic() < deadline, {jid: rest.job(jid)["state"] for jid in jobs}
         time.sleep(0.5)
+    for job in ("extract", "rendezvous"):
+        newest = JobHome(system.home, job).restore_points()[-1]
+        assert newest.kind == "savepoint" and newest.time_ms >= down_ms - 1000, (job, newest)
     assert rest.overview()["taskmanagers"] >= 1     # the cluster itself runs on
 
 
