@@ -1,8 +1,8 @@
 """The bandit learns on the real system: new-regime traffic, outcomes 1 s later, fraud_xgb@5 found better.
 
 Real broker, the real extract and rendezvous Flink jobs, real workers of fraud_xgb@3 and fraud_xgb@5.
-Phases: learn (no cap) until @5 holds 85 % of the preferences; restart the rendezvous and check the
-preference holds before any new outcome; promote a cap and check @5's share of answers stays under it.
+Phases: learn (no cap) until @5 holds 85 % of the preferences; restart the rendezvous from a savepoint and check
+the preference holds before any new outcome; promote a cap and check @5's share of answers stays under it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import uuid
 
 import pytest
 
+from savepoints.registry import JobHome
+from savepoints.rest import FlinkRest
 from scorestream import kafka
 from scorestream.contract import Control, Result
 from scorestream.process import ManagedProcess
@@ -98,8 +100,9 @@ def system(tmp_path, broker, registry):
         proc.start([sys.executable, "-m", "scorestream.cli", *args], env=env)
         return proc
 
-    def rendezvous():
-        return start("flink.rendezvous", "job", "rendezvous", "--policy", str(policy), "--metrics-port", str(metrics))
+    def rendezvous(*restore):
+        return start("flink.rendezvous", "job", "rendezvous", "--policy", str(policy), "--metrics-port", str(metrics),
+                     *restore)
 
     procs = {"extract": start("flink.extract", "job", "extract", "--policy", str(policy)),
              "rendezvous": rendezvous()}
@@ -122,7 +125,7 @@ def wait_answering(registry, results: Results, timeout_s: float = 120) -> None:
     pytest.fail("the system never answered with a model")
 
 
-def test_the_bandit_finds_the_better_model_keeps_it_after_a_restart_and_holds_a_cap(system, broker, registry):
+def test_the_bandit_finds_the_better_model_keeps_it_through_a_savepoint_and_holds_a_cap(system, broker, registry):
     procs, restart_rendezvous, metrics_url = system
     results = Results(broker.bootstrap, registry.name("results"))
     try:
@@ -145,13 +148,17 @@ def test_the_bandit_finds_the_better_model_keeps_it_after_a_restart_and_holds_a_
               + " ".join(f"{s:.2f}" for s in shares))
         assert better_share(answered[-WINDOW:]) >= TARGET
 
-        # 2. restart the rendezvous (no savepoint: it resumes from the learner's last snapshot); no outcomes now.
-        # Without Flink state it restarts from the offsets of its last checkpoint: requests of the last seconds
-        # before the stop are answered again (docs/rendezvous.md, Delivery); none of those after the restart.
+        # 2. a savepoint, then the rendezvous restarted from it: the learner's posteriors are Flink state and come
+        # back with it; no outcomes now. Requests answered between the savepoint and the stop are not answered
+        # again (docs/savepoints.md); the warm-up's probes may be.
         before_restart = {rid for rid, _ in sent}
+        job_home = JobHome(procs["rendezvous"].home, "rendezvous")
+        deployment = job_home.current()
+        savepoint = FlinkRest(deployment.rest).savepoint(deployment.flink_job_id, job_home.dir.resolve().as_uri())
         procs["rendezvous"].stop(timeout_s=30)
-        procs["rendezvous"] = restart_rendezvous()
+        procs["rendezvous"] = restart_rendezvous("--restore", savepoint.removeprefix("file:"))
         wait_answering(registry, results)
+        assert "restoring from the savepoint" in procs["rendezvous"].log_file.read_text()
         after: list = []
         send(registry, RATE * 5, after, None, seed=12)
         time.sleep(2)
