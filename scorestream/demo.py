@@ -20,25 +20,31 @@ from scorestream.topics import TopicRegistry
 WARM_UP_BUDGET_S = 60.0
 
 
-def _system_up(policy_path: Path | None, rate: float, warm_anyway: bool):
-    """`up` (which warms a started system up at `rate`); warm_anyway: warm a running one up too."""
+def _system_up(policy_path: Path | None, rate: float, warm_anyway: bool, running: str | None = None):
+    """`up` (which warms a started system up at `rate`), or the system already running at bootstrap `running`;
+    warm_anyway: warm a system up that was running already too. Returns its bootstrap, whether it is the
+    embedded one, and the policy."""
     from rendezvous.policy import DEFAULT_PATH, Policy
     from scorestream.cli import bring_up, warm_up_system
 
-    broker, warmed = bring_up(StackSettings(), policy_path, warm_up_s=WARM_UP_BUDGET_S, warm_up_rate=rate)
+    warmed = False
+    if running is None:
+        broker, warmed = bring_up(StackSettings(), policy_path, warm_up_s=WARM_UP_BUDGET_S, warm_up_rate=rate)
+    bootstrap = running or broker.bootstrap
     if warm_anyway and not warmed:
-        warm_up_system(broker.bootstrap, policy_path, rate, WARM_UP_BUDGET_S)
-    return broker, Policy.load(policy_path or DEFAULT_PATH)
+        warm_up_system(bootstrap, policy_path, rate, WARM_UP_BUDGET_S)
+    return bootstrap, Policy.load(policy_path or DEFAULT_PATH)
 
 
-def _load(bootstrap: str, rate: float, duration_s: float, sla_ms: float, **hooks) -> LoadReport:
+def _load(bootstrap: str, rate: float, duration_s: float, sla_ms: float, bad_share: float = 0.0,
+          **hooks) -> LoadReport:
     registry = TopicRegistry.load()
     with progress(int(rate * duration_s), f"{rate:g} requests/s for {duration_s:g}s") as advance:
         return run_load(registry.name("requests"), registry.name("results"), rate, duration_s, sla_ms, bootstrap,
-                        seed=int(time.time()), on_progress=advance, **hooks)
+                        seed=int(time.time()), on_progress=advance, bad_share=bad_share, **hooks)
 
 
-def _measured_load(bootstrap: str, rate: float, duration_s: float, sla_ms: float,
+def _measured_load(bootstrap: str, rate: float, duration_s: float, sla_ms: float, bad_share: float,
                    idle_s: float) -> tuple[LoadReport, costs.CostModel]:
     """The load, with the cost model of every part: idle_s without traffic first, then the counted traffic."""
     time.sleep(1.0)                                   # the warm-up's last answers and fetches settle
@@ -47,9 +53,14 @@ def _measured_load(bootstrap: str, rate: float, duration_s: float, sla_ms: float
         time.sleep(idle_s)
         idle = (before, costs.sample())
     marks: list[costs.Sample] = []
-    report = _load(bootstrap, rate, duration_s, sla_ms, on_counted=lambda: marks.append(costs.sample()),
+    report = _load(bootstrap, rate, duration_s, sla_ms, bad_share, on_counted=lambda: marks.append(costs.sample()),
                    on_answered=lambda: marks.append(costs.sample()))
     return report, costs.CostModel(idle, (marks[0], marks[1]), report.published)
+    from rendezvous.policy import DEFAULT_PATH, Policy
+    from scorestream.cli import bring_up, warm_up_system
+
+    bootstrap, policy = _system_up(policy_path, rate, warm_anyway=False)
+    report = _load(bootstrap, rate, duration, policy.sla_ms)
 
 
 def _summary(report: LoadReport, title: str) -> Table:
@@ -64,6 +75,8 @@ def _summary(report: LoadReport, title: str) -> Table:
         table.add_row(what, ", ".join(f"{k} {v / total:.1%}" for k, v in counts.most_common()))
     if report.rejections:
         table.add_row("rejected (stage field)", ", ".join(f"{k} {v:,}" for k, v in report.rejections.most_common()))
+        r = sorted(report.rejected_latencies_ms)
+        table.add_row("rejected: latency p50 / p99", f"{r[len(r) // 2]:.1f} ms / {r[min(len(r) - 1, len(r) * 99 // 100)]:.1f} ms")
     if report.canary_deltas:
         d = report.canary_deltas
         table.add_row("canary delta", f"mean {statistics.fmean(d):+.4f}, mean |delta| "
@@ -78,8 +91,8 @@ def _summary(report: LoadReport, title: str) -> Table:
               help="Rendezvous policy file. [default: rendezvous/policy.yaml]")
 def demo(rate: float, duration: float, policy_path: Path | None) -> None:
     """Bring the whole system up, send steady synthetic traffic, and summarise the answers."""
-    broker, policy = _system_up(policy_path, rate, warm_anyway=False)
-    report = _load(broker.bootstrap, rate, duration, policy.sla_ms)
+    bootstrap, policy = _system_up(policy_path, rate, warm_anyway=False)
+    report = _load(bootstrap, rate, duration, policy.sla_ms)
     out.print(_summary(report, "scorestream demo"))
     out.print("the system keeps running: `scorestream status`, `scorestream results`, `scorestream down`")
     if report.answered < report.published:
@@ -92,27 +105,37 @@ def demo(rate: float, duration: float, policy_path: Path | None) -> None:
 @click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Rendezvous policy file. [default: rendezvous/policy.yaml]")
 @click.option("--skip-floor", is_flag=True, help="Only the system, not the bare-Kafka floor.")
-@click.option("--idle", "idle_s", type=float, default=5.0, show_default=True,
+@click.option("--system", "running", metavar="BOOTSTRAP", default=None,
+              help="Measure the system already running behind this broker (e.g. the compose system, "
+                   "127.0.0.1:9092) instead of starting the embedded one; --policy must name its policy's SLA.")
+@click.option("--bad-share", type=click.FloatRange(0, 0.5), default=0.0,
+              help="Share of requests with a payload the extractor refuses; their rejection latency is shown apart.")
+@click.option("--idle", "idle_s", type=float, default=5.0,
               help="Seconds without traffic before the load, for the idle cost of every part.")
-def bench(rate: float, duration: float, policy_path: Path | None, skip_floor: bool, idle_s: float) -> None:
+def bench(rate: float, duration: float, policy_path: Path | None, skip_floor: bool, running: str | None,
+          bad_share: float, idle_s: float) -> None:
     """Publish->answer latency of the system at a fixed offered rate, beside the bare-Kafka floor, and the cost
     model of every part.
 
     The floor runs the same load through the same number of Kafka hops with
     trivial forwarders, in the same run, so the ratio shows what the
-    architecture adds. The cost model: per part (broker, each Flink job, decoy,
-    each worker, canary monitor), CPU ms per 1,000 requests over the measured
-    interval (all it spent, and above its idle cost), CPU ms per second idle
-    (measured over --idle seconds before the load) and resident memory, from the
-    processes' own counters (/proc).
+    architecture adds. The cost model (the embedded system only): per part
+    (broker, each Flink job, decoy, each worker, canary monitor), CPU ms per
+    1,000 requests over the measured interval (all it spent, and above its idle
+    cost), CPU ms per second idle (over --idle seconds before the load) and
+    resident memory, from the processes' own counters (/proc).
     """
-    broker, policy = _system_up(policy_path, rate, warm_anyway=True)
-    system, cost = _measured_load(broker.bootstrap, rate, duration, policy.sla_ms, idle_s)
-    out.print(_summary(system, f"system at {rate:g}/s"))
-    out.print(cost.table(f"cost model at {rate:g}/s"))
+    bootstrap, policy = _system_up(policy_path, rate, warm_anyway=True, running=running)
+    if running:
+        system = _load(bootstrap, rate, duration, policy.sla_ms, bad_share)
+        out.print(_summary(system, f"system at {rate:g}/s"))
+    else:
+        system, cost = _measured_load(bootstrap, rate, duration, policy.sla_ms, bad_share, idle_s)
+        out.print(_summary(system, f"system at {rate:g}/s"))
+        out.print(cost.table(f"cost model at {rate:g}/s"))
     if not skip_floor:
         with err.status("the bare-Kafka floor ..."):
-            bare = floor(rate, duration, policy.sla_ms, broker.bootstrap)
+            bare = floor(rate, duration, policy.sla_ms, bootstrap)
         out.print(_summary(bare, f"bare Kafka hops at {rate:g}/s"))
         out.print(f"p50 ratio system/floor {system.percentile(50) / bare.percentile(50):.2f}, "
                   f"p99 ratio {system.percentile(99) / bare.percentile(99):.2f}")

@@ -32,6 +32,7 @@ class LoadReport:
     by_rule: Counter = field(default_factory=Counter)
     canary_deltas: list[float] = field(default_factory=list)
     rejections: Counter = field(default_factory=Counter)     # "stage field" of the requests answered as rejected
+    rejected_latencies_ms: list[float] = field(default_factory=list)
 
     @property
     def answered(self) -> int:
@@ -53,8 +54,11 @@ class LoadReport:
 
 def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: float, sla_ms: float,
              bootstrap: str | None = None, seed: int = 1, drain_s: float = 5.0, on_progress=None,
-             lead_in_s: float = 1.0, on_counted=None, on_answered=None) -> LoadReport:
+             lead_in_s: float = 1.0, bad_share: float = 0.0, on_counted=None, on_answered=None) -> LoadReport:
     """Publish rate*duration_s requests at `rate`, collect their answers until all came or drain_s passed.
+
+    A share `bad_share` of the requests carries a payload the extractor refuses (an amount that is not a
+    number): they should come back rejected, and their latency is reported apart.
 
     The first lead_in_s of traffic, at the same rate, is not counted: a new producer has to connect and
     get its producer id first, and the records queued meanwhile would count as the system's latency.
@@ -89,6 +93,7 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
                         report.by_model[f"{doc['model']}@{doc['version']}" if doc["model"] else doc["rule"]] += 1
                         if doc.get("error"):
                             report.rejections[f"{doc['error']['stage']} {doc['error']['field']}"] += 1
+                            report.rejected_latencies_ms.append(received - ts)
                         if doc.get("canary"):
                             report.canary_deltas.append(doc["canary"]["delta"])
         finally:
@@ -99,6 +104,7 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
     producer = kafka.producer(bootstrap, **{"linger.ms": 0})
     total, lead_in = int(rate * duration_s), int(rate * lead_in_s)
     samples = iter(TransactionGenerator(seed))
+    bad_every = round(1 / bad_share) if bad_share else 0
     start = counted_from = time.perf_counter()
     for i in range(-lead_in, total):
         delay = start + (i + lead_in) / rate - time.perf_counter()
@@ -109,7 +115,8 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
                 on_counted()
             counted_from = time.perf_counter()
         sample = next(samples)
-        request = Request(sample.request_id, int(time.time() * 1000), sample.payload)
+        payload = dict(sample.payload, amount="not a number") if bad_every and i % bad_every == 0 else sample.payload
+        request = Request(sample.request_id, int(time.time() * 1000), payload)
         if i >= 0:
             sent[request.key] = request.ts
         kafka.produce(producer, requests_topic, request.to_record())

@@ -17,6 +17,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from confluent_kafka import KafkaException
+
 from scorestream.client import ScoringClient
 from scorestream.errors import UserError
 from scorestream.load import run_load
@@ -49,7 +51,11 @@ def first_answer(bootstrap: str, sla_ms: float, registry: TopicRegistry | None =
     """Until the preferred path answers: the workers have joined their groups, the jobs read."""
     began = time.monotonic()
     payloads = iter(TransactionGenerator(0))
-    with ScoringClient(bootstrap, registry) as client:
+    try:
+        client = ScoringClient(bootstrap, registry)
+    except KafkaException as exc:
+        raise UserError(f"no Kafka broker answers at {bootstrap} ({exc.args[0].str()}): is the system up?") from exc
+    with client:
         while time.monotonic() - began < timeout_s:
             try:
                 if client.score(next(payloads).payload, timeout=max(1.0, sla_ms / 100)).rule == "preferred":
