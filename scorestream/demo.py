@@ -22,8 +22,7 @@ WARM_UP_BUDGET_S = 60.0
 
 def _system_up(policy_path: Path | None, rate: float, warm_anyway: bool, running: str | None = None):
     """`up` (which warms a started system up at `rate`), or the system already running at bootstrap `running`;
-    warm_anyway: warm a system up that was running already too. Returns its bootstrap, whether it is the
-    embedded one, and the policy."""
+    warm_anyway: warm a system up that was running already too. Returns its bootstrap and the policy."""
     from rendezvous.policy import DEFAULT_PATH, Policy
     from scorestream.cli import bring_up, warm_up_system
 

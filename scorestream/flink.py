@@ -146,8 +146,9 @@ def kafka_keyed_source(env, name: str, topics: list[str], group: str, bootstrap:
     keyed = t_env.sql_query(
         f"SELECT COALESCE(NULLIF(`key`, ''), JSON_VALUE(`value`, '$.request_id'), '') AS `key`, "
         f"ROW(`value`, `topic`, `partition`) AS `row` FROM `{name}`")
-    stream = t_env.to_data_stream(keyed)
     row_type = Types.ROW_NAMED(["value", "topic", "partition"], [Types.STRING(), Types.STRING(), Types.INT()])
+    # a RowTypeInfo, not to_data_stream's ExternalTypeInfo: PyFlink's keyed operators cast their input type to it
+    stream = t_env.to_append_stream(keyed, Types.ROW_NAMED(["key", "row"], [Types.STRING(), row_type]))
     j_keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
                                            Types.ROW([Types.STRING()]).get_java_type_info())
     return KeyedStream(j_keyed, row_type, stream)
