@@ -57,6 +57,14 @@ class Extractor:
     def extract(self, payload: dict[str, Any]) -> np.ndarray:
         raise NotImplementedError
 
+    def refusal(self, payload: Any) -> tuple[str, str] | None:
+        """(field, reason), named as a rejection names them, if this extractor refuses the payload; else None."""
+        try:
+            self.extract(payload)
+        except ExtractError as exc:
+            return (f"payload.{exc.field}" if exc.field and exc.field != "payload" else "payload", str(exc))
+        return None
+
     def extract_many(self, payloads: list[dict[str, Any]]) -> np.ndarray:
         """Shape (n, width); raises on the first bad payload (training data is clean by construction)."""
         out = np.empty((len(payloads), self.width), dtype=np.float32)

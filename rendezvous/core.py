@@ -31,6 +31,18 @@ A request the extract job refused is answered at once, without a score:
 ('rejected', None, 4.0, 'payload.amount')
 >>> on_request(state, "r2", ts=1000, preferred="m@1", policy=policy, now=1005).event
 'duplicate_request'
+
+Should that rejection come after the SLA, the request's own refusal (the rendezvous's extractor) answers:
+
+>>> state = RequestState()
+>>> _ = on_request(state, "r3", ts=1000, preferred="m@1", policy=policy, now=1002,
+...                refusal=("payload.amount", "payload field 'amount' is missing"))
+>>> step = on_timer(state, "r3", policy, now=1100)
+>>> step.result.rule, step.result.score, step.result.error["stage"]
+('rejected', None, 'extract')
+>>> on_rejection(state, Rejection("r3", "extract", "payload field 'amount' is missing", "payload.amount", 1000),
+...              policy, now=1120).event
+'late_rejection'
 """
 
 from __future__ import annotations
@@ -54,11 +66,12 @@ class RequestState:
     timer: int | None = None           # the one timer registered for this request
     label: int | None = None           # the outcome, once joined
     owner: str | None = None           # the deployment that took the request, during a hot swap only
+    refusal: tuple[str, str] | None = None   # (field, reason) if the policy's extractor refuses the payload
 
     def __reduce__(self):
         # Flink pickles the state on every event: a tuple of fields pickles several times faster than __dict__
         return RequestState, (self.ts, self.preferred, self.scores, self.answered, self.first_seen, self.timer,
-                              self.label, self.owner)
+                              self.label, self.owner, self.refusal)
 
 
 @dataclass(frozen=True)
@@ -74,10 +87,13 @@ class Step:
 
 
 def on_request(state: RequestState, request_id: str, ts: int, preferred: str, policy: Policy, now: float,
-               capped: frozenset[str] = frozenset()) -> Step:
+               capped: frozenset[str] = frozenset(), refusal: tuple[str, str] | None = None) -> Step:
+    """`refusal`: (field, reason) when the rendezvous's own extractor refuses the payload. The extract job's
+    rejection answers such a request; should it come after the SLA, the deadline answers `rejected` with this
+    reason instead of the default (see on_timer)."""
     if state.ts is not None:
         return Step(event="duplicate_request")
-    state.ts, state.preferred = ts, preferred
+    state.ts, state.preferred, state.refusal = ts, preferred, refusal
     state.first_seen = state.first_seen or now
     result = _try_answer(state, request_id, policy, now, capped)
     return _schedule(state, _next_timer(state, policy, now), result=result)
@@ -112,15 +128,19 @@ def on_outcome(state: RequestState, label: int) -> Step:
 def on_rejection(state: RequestState, rejection: Rejection, policy: Policy, now: float) -> Step:
     """A stage refused the request: answer `rejected` now, whether or not the request itself came yet."""
     if state.answered:
-        return Step(event="late_rejection")    # the default answered first: the SLA passed before the refusal
+        return Step(event="late_rejection")    # answered first: at its deadline, or the SLA passed
     if state.ts is None:
         state.ts = rejection.ts if rejection.ts is not None else int(now)
     state.first_seen = state.first_seen or now
-    state.answered = True
-    error = {"stage": rejection.stage, "reason": rejection.reason, "field": rejection.field}
-    result = Result(rejection.request_id, None, None, None, "rejected", round(float(now - state.ts), 3), {}, None,
-                    policy.version, error)
+    result = _rejected(state, rejection.request_id, rejection.stage, rejection.field, rejection.reason, policy, now)
     return _schedule(state, _state_end(state, policy), result=result)
+
+
+def _rejected(state: RequestState, request_id: str, stage: str, field_: str, reason: str, policy: Policy,
+              now: float) -> Result:
+    state.answered = True
+    return Result(request_id, None, None, None, "rejected", round(float(now - state.ts), 3), {}, None,
+                  policy.version, {"stage": stage, "reason": reason, "field": field_})
 
 
 def on_timer(state: RequestState, request_id: str, policy: Policy, now: float,
@@ -130,7 +150,11 @@ def on_timer(state: RequestState, request_id: str, policy: Policy, now: float,
         return Step(clear=True, event="orphan_scores" if state.first_seen is not None else None)
     if now >= _state_end(state, policy):
         return Step(clear=True)
-    result = _try_answer(state, request_id, policy, now, capped)
+    if state.refusal and not state.answered and now - state.ts >= policy.sla_ms:
+        # the extract job's rejection is late: a refused payload gets no default score (the same refusal)
+        result = _rejected(state, request_id, "extract", *state.refusal, policy, now)
+    else:
+        result = _try_answer(state, request_id, policy, now, capped)
     return _schedule(state, _next_timer(state, policy, now), result=result)
 
 

@@ -37,7 +37,7 @@ REWARDS = OutputTag("rewards", Types.STRING())
 
 
 def parse(value: str | None) -> tuple | None:
-    """A request -> ("request", id, ts), a score -> ("score", id, name@version, score),
+    """A request -> ("request", id, ts, payload), a score -> ("score", id, name@version, score),
     a rejection -> ("rejection", id, Rejection), an outcome -> ("outcome", id, label) or
     ("bad_outcome", id, reason), a swap token -> ("token", body); None if none of these.
 
@@ -48,7 +48,7 @@ def parse(value: str | None) -> tuple | None:
     try:
         doc = orjson.loads(value)
         if "payload" in doc:
-            return ("request", str(doc["request_id"]), int(doc["ts"]))
+            return ("request", str(doc["request_id"]), int(doc["ts"]), doc["payload"])
         if "stage" in doc:
             rejection = Rejection.from_dict(doc)
             return ("rejection", rejection.request_id, rejection)
@@ -114,6 +114,13 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             self.metrics.POSTERIOR_MEAN.labels(model).set(p.mean)
         self.metrics.OUTCOMES_LEARNED.set(snapshot["outcomes"])
 
+    @staticmethod
+    def _refusal(policy: Policy, payload) -> tuple[str, str] | None:
+        """The policy's extractor on the payload: kept with the request, it answers `rejected` at the SLA should
+        the extract job's rejection come later than that (never the default score for a refused payload)."""
+        from extractors import get_extractor
+        return get_extractor(policy.extractor).refusal(payload)
+
     def _current_policy(self, ctx) -> Policy:
         """The policy in force. Every instance sees every control record, so it keeps its own copy; the
         broadcast state (costly to read from Python) is read once, for what a savepoint restored: the policy
@@ -169,8 +176,9 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             self._mark_if_predecessors(state)
         capped = self.bandit.capped(policy)
         if event[0] == "request":
-            _, request_id, ts = event
-            step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now, capped)
+            _, request_id, ts, payload = event
+            step = core.on_request(state, request_id, ts, self.bandit.choose(policy), policy, now, capped,
+                                   self._refusal(policy, payload))
         elif event[0] == "rejection":
             step = core.on_rejection(state, event[2], policy, now)
         else:

@@ -87,3 +87,9 @@ def test_missing_field_is_named(txn):
 def test_extract_error_is_a_value_error(txn):
     with pytest.raises(ValueError):
         txn.extract("not a dict")
+
+
+def test_refusal_names_the_field_as_a_rejection_does(txn):
+    assert txn.refusal(PAYLOAD) is None
+    assert txn.refusal(PAYLOAD | {"amount": "x"}) == ("payload.amount", "payload field 'amount' must be a number, got str")
+    assert txn.refusal("not a dict")[0] == "payload"
