@@ -13,6 +13,7 @@ import yaml
 from scorestream import kafka
 from scorestream.contract import Control, DeadLetter, KafkaRecord, Outcome, Request, Result, Score
 from scorestream.process import ManagedProcess
+from scorestream.synthetic import TransactionGenerator
 from tests.conftest import free_port_pair
 
 POLICY = """\
@@ -32,6 +33,9 @@ discount: 1.0
 """
 
 
+PAYLOADS = iter(TransactionGenerator(11))
+
+
 def score(request_id: str, ref: str, value: float) -> Score:
     name, version = ref.split("@")
     return Score(request_id, name, int(version), "canary" if name == "fraud_lr" else "candidate", value,
@@ -44,7 +48,7 @@ class Harness:
         self.producer = kafka.producer(bootstrap)
 
     def request(self, request_id: str) -> None:
-        r = Request(request_id, int(time.time() * 1000), {"amount": 1.0})
+        r = Request(request_id, int(time.time() * 1000), next(PAYLOADS).payload)   # a payload the extractor takes
         kafka.produce(self.producer, self.registry.name("requests"), r.to_record())
         self.producer.flush(10)
 
@@ -134,7 +138,7 @@ def test_results_are_keyed_by_request_id_and_a_request_without_key_is_answered(r
     for rid in keyed:
         h.request(rid)
         h.score(rid, "fraud_xgb@3", 0.7)
-    request = Request(unkeyed, int(time.time() * 1000), {"amount": 1.0})
+    request = Request(unkeyed, int(time.time() * 1000), next(PAYLOADS).payload)
     kafka.produce(h.producer, h.registry.name("requests"), KafkaRecord(None, request.to_json()))
     h.score(unkeyed, "fraud_xgb@3", 0.6)
     found = h.keyed_results(set(keyed) | {unkeyed})
