@@ -40,8 +40,10 @@ def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: s
     alerts_topic = registry.name("alerts")
     monitor.restore(list(latest(read_alerts(alerts_topic, bootstrap)).values()))
 
-    app = faust.App(f"{prefix}scorestream.canary", broker=f"kafka://{bootstrap}", web_enabled=False,
-                    store="memory://", consumer_auto_offset_reset="latest", topic_replication_factor=1,
+    brokers = ";".join(f"kafka://{server}" for server in bootstrap.split(","))     # faust's list of servers
+    app = faust.App(f"{prefix}scorestream.canary", broker=brokers, web_enabled=False,
+                    store="memory://", consumer_auto_offset_reset="latest",
+                    topic_replication_factor=registry["alerts"].replication,     # its own topics, as ours
                     producer_acks=-1, logging_config=None)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     scores = app.topic(registry.name("scores"), **raw)

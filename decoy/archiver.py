@@ -56,7 +56,10 @@ class Archiver:
         prefix = KafkaSettings().topic_prefix
         self.consumer = kafka.consumer(prefix + settings.group, bootstrap, **{
             "group.instance.id": prefix + settings.transactional_id,
-            "session.timeout.ms": 10000,
+            # longer than a broker outage we ride through: at 10 s, a 14 s restart of the broker expired the
+            # session client-side and the rejoin was fenced as a second member with our instance id (fatal);
+            # a restarted decoy rejoins at once anyway (static membership)
+            "session.timeout.ms": 45000,
             # the archive is not on the answer's path: fetch in bulk, sparing the broker a wake-up per request
             "fetch.min.bytes": 65536,
             "fetch.wait.max.ms": settings.batch_ms,

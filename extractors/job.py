@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import orjson
 
@@ -31,6 +32,13 @@ from scorestream.deadletter import DeadLetterSink
 from scorestream.topics import TopicRegistry
 
 STAGE = "extract"
+
+
+def extract_record(extractor, value: str | None, doc) -> tuple[Request, Any]:
+    """(request, features) of one record of the requests (doc: its JSON, None when it is not JSON);
+    ContractError or ExtractError, the reason of its dead letter."""
+    request = Request.from_dict(doc) if doc is not None else Request.from_json(value)
+    return request, extractor.extract(request.payload)
 
 
 def rejection_of(value: str, error: ValueError) -> Rejection | None:
@@ -83,11 +91,12 @@ class Extract(FlatMapFunction):
         if not self.ownership.owns(partition):
             return
         try:
-            request = Request.from_dict(doc) if doc is not None else Request.from_json(value)
-            vector = self.extractor.extract(request.payload)
-        except (ContractError, ExtractError) as exc:
-            self.dead.send(KafkaRecord(None, (value or "").encode(), topic=self.source_topic, partition=partition),
-                           str(exc))
+            request, vector = extract_record(self.extractor, value, doc)
+        except Exception as exc:        # noqa: BLE001 - any other than these is an extractor's bug: the record's
+            if not isinstance(exc, (ContractError, ExtractError)):      # dead letter says so, no crash loop
+                exc = ExtractError("payload", f"broke {self.extractor.ref}: {type(exc).__name__}: {str(exc)[:300]}")
+            self.dead.send(KafkaRecord(None, (value or "").encode("utf-8", "replace"), topic=self.source_topic,
+                                       partition=partition), str(exc))
             rejection = rejection_of(value or "", exc)
             if rejection is not None:
                 kafka.produce(self.dead.producer, self.rejections_topic, rejection.to_record())

@@ -42,6 +42,8 @@ FEATURES = (
     *(f"category_{c}" for c in CATEGORIES),
     "category_other",
 )
+DISTANCE = FEATURES.index("distance_1000km")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _get(payload: dict[str, Any], field: str) -> Any:
@@ -55,9 +57,13 @@ def _number(payload: dict[str, Any], field: str, positive: bool = False) -> floa
     v = _get(payload, field)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ExtractError(field, f"must be a number, got {type(v).__name__}")
+    try:
+        v = float(v)
+    except OverflowError:                       # an int beyond a double (from Python; JSON cannot carry one)
+        raise ExtractError(field, "must be a finite number, got an integer beyond a double") from None
     if not math.isfinite(v) or (positive and v <= 0) or v < 0:
         raise ExtractError(field, f"must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
-    return float(v)
+    return v
 
 
 def _flag(payload: dict[str, Any], field: str) -> float:
@@ -90,10 +96,13 @@ class TxnV1(Extractor):
         category = _text(payload, "merchant_category")
         one_hot = [0.0] * (len(CATEGORIES) + 1)
         one_hot[CATEGORIES.index(category) if category in CATEGORIES else len(CATEGORIES)] = 1.0
+        ratio = amount / avg
+        if not 0 < ratio < math.inf:            # 1e-300 / 1e300: each finite, their ratio not
+            raise ExtractError("amount", f"and avg_amount_30d are too far apart: {amount!r} / {avg!r}")
         values = [
             math.log(amount),
             math.log(avg),
-            math.log(amount / avg),
+            math.log(ratio),
             1.0 if _text(payload, "merchant_country") != _text(payload, "card_country") else 0.0,
             _flag(payload, "card_present"),
             _flag(payload, "new_device"),
@@ -104,4 +113,6 @@ class TxnV1(Extractor):
             _number(payload, "distance_km") / 1000.0,
             *one_hot,
         ]
+        if values[DISTANCE] > FLOAT32_MAX:      # the one feature that could pass float32's range
+            raise ExtractError("distance_km", f"must be below 3.4e41, got {payload['distance_km']!r}")
         return np.array(values, dtype=np.float32)

@@ -93,7 +93,7 @@ def on_request(state: RequestState, request_id: str, ts: int, preferred: str, po
     reason instead of the default (see on_timer)."""
     if state.ts is not None:
         return Step(event="duplicate_request")
-    state.ts, state.preferred, state.refusal = ts, preferred, refusal
+    state.ts, state.preferred, state.refusal = _clock_start(ts, now), preferred, refusal
     state.first_seen = state.first_seen or now
     result = _try_answer(state, request_id, policy, now, capped)
     return _schedule(state, _next_timer(state, policy, now), result=result)
@@ -130,7 +130,7 @@ def on_rejection(state: RequestState, rejection: Rejection, policy: Policy, now:
     if state.answered:
         return Step(event="late_rejection")    # answered first: at its deadline, or the SLA passed
     if state.ts is None:
-        state.ts = rejection.ts if rejection.ts is not None else int(now)
+        state.ts = _clock_start(rejection.ts if rejection.ts is not None else now, now)
     state.first_seen = state.first_seen or now
     result = _rejected(state, rejection.request_id, rejection.stage, rejection.field, rejection.reason, policy, now)
     return _schedule(state, _state_end(state, policy), result=result)
@@ -165,6 +165,12 @@ def mark_answered(state: RequestState) -> bool:
         return False
     state.answered = True
     return True
+
+
+def _clock_start(ts: int | float, now: float) -> int:
+    """A request's clock starts at its ts, or now when that ts is ahead of this clock (a producer's clock
+    runs fast, or a bogus ts): the deadlines and the state's end must come, and fit Flink's 64-bit timers."""
+    return int(min(ts, now))
 
 
 def _schedule(state: RequestState, timer: int, result: Result | None = None) -> Step:

@@ -47,8 +47,9 @@ def parse(value: str | None) -> tuple | None:
     """
     try:
         doc = orjson.loads(value)
-        if "payload" in doc:
-            return ("request", str(doc["request_id"]), int(doc["ts"]), doc["payload"])
+        if "payload" in doc:    # typed as the contract says, as the extract job reads it (else it rejects it)
+            request_id, ts = doc["request_id"], doc["ts"]
+            return ("request", request_id, ts, doc["payload"]) if type(request_id) is str and type(ts) is int else None
         if "stage" in doc:
             rejection = Rejection.from_dict(doc)
             return ("rejection", rejection.request_id, rejection)

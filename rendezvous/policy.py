@@ -10,6 +10,7 @@ rendezvous.policy.PolicyError: policy line 3: arms: name at least one model
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from scorestream.errors import UserError
 DEFAULT_PATH = Path(__file__).parent / "policy.yaml"
 OUTCOME_HORIZON_S = 30.0      # how long after a request its outcome is still joined with its scores
 DISCOUNT = 0.9999             # forgetting per outcome: evidence capped at 10,000 outcomes
+MAX_SLA_MS = 86_400_000       # a day: deadlines beyond make no scoring sense (and must fit Flink's timers)
+MAX_HORIZON_S = 2_592_000     # 30 days, the retention of scoring.outcomes
 
 
 class PolicyError(UserError):
@@ -109,8 +112,8 @@ class _Parser:
                 raise PolicyError(root.start_mark.line + 1, f"{name} is missing")
         version = self._number(fields["version"], "version", int)
         sla = self._number(fields["sla_ms"], "sla_ms", float)
-        if sla <= 0:
-            raise PolicyError(self._line(fields["sla_ms"]), "sla_ms must be positive")
+        if not 0 < sla <= MAX_SLA_MS:
+            raise PolicyError(self._line(fields["sla_ms"]), f"sla_ms must be positive, at most {MAX_SLA_MS} (a day)")
         arms = tuple(self._arm(n) for n in self._sequence(fields["arms"], "arms"))
         if not arms:
             raise PolicyError(self._line(fields["arms"]), "arms: name at least one model")
@@ -129,8 +132,9 @@ class _Parser:
         horizon = OUTCOME_HORIZON_S
         if "outcome_horizon_s" in fields:
             horizon = self._number(fields["outcome_horizon_s"], "outcome_horizon_s", float)
-            if horizon <= 0:
-                raise PolicyError(self._line(fields["outcome_horizon_s"]), "outcome_horizon_s must be positive")
+            if not 0 < horizon <= MAX_HORIZON_S:
+                raise PolicyError(self._line(fields["outcome_horizon_s"]), "outcome_horizon_s must be positive, at "
+                                  f"most {MAX_HORIZON_S} (30 days, the retention of the outcomes)")
         discount = DISCOUNT
         if "discount" in fields:
             discount = self._number(fields["discount"], "discount", float)
@@ -171,7 +175,12 @@ class _Parser:
     def _mapping(self, node) -> dict[str, Any]:
         if not isinstance(node, yaml.MappingNode):
             raise PolicyError(self._line(node), "expected a mapping")
-        return {k.value: v for k, v in node.value}
+        fields = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                raise PolicyError(self._line(key), "keys must be names, not lists or mappings")
+            fields[key.value] = value
+        return fields
 
     def _sequence(self, node, what: str) -> list:
         if node is None:
@@ -186,10 +195,15 @@ class _Parser:
         return node.value
 
     def _number(self, node, what: str, kind: type):
+        """A finite number of at most 15 digits: every figure of a policy ends up in JSON and in Flink's timers."""
         try:
-            return kind(self._scalar(node, what))
+            number = kind(self._scalar(node, what))
+            if math.isfinite(number) and abs(number) < 1e15:
+                return number
         except ValueError:
-            raise PolicyError(self._line(node), f"{what} must be a {kind.__name__}, got {node.value!r}") from None
+            pass
+        raise PolicyError(self._line(node), f"{what} must be a {kind.__name__}, finite and below 1e15, "
+                          f"got {node.value!r}")
 
     @staticmethod
     def _line(node) -> int:

@@ -1,7 +1,10 @@
-"""The embedded single-node Apache Kafka broker (KRaft, no ZooKeeper).
+"""The embedded Apache Kafka broker (KRaft, no ZooKeeper): one node, or a local cluster of three or more.
 
-Jars come from pom.xml (`make jars`); data lives under <home>/kafka and is
-formatted on first start. The controller listens on port + 1.
+Jars come from pom.xml (`make jars`); data lives under <home>/kafka (a cluster's
+node N under <home>/kafka/nodeN) and is formatted on first start. Node N
+listens on port + 2(N - 1), its controller on the port after. Every node of a
+cluster is broker and controller; internal topics keep three copies and two
+must acknowledge a write (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from scorestream.settings import PROJECT_ROOT, StackSettings
 
 BROKER_PROPERTIES = """\
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -34,14 +37,16 @@ log.dirs={data_dir}
 # topics come from topics.yaml only: a misspelt name fails instead of appearing
 auto.create.topics.enable=false
 num.partitions=4
-# one broker: internal topics cannot replicate; few partitions start faster
-offsets.topic.replication.factor=1
+# internal topics: as many copies as nodes (up to 3), a write needs two of three; few partitions start faster
+offsets.topic.replication.factor={replication}
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor={replication}
+transaction.state.log.min.isr={min_isr}
 transaction.state.log.num.partitions=8
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={replication}
+share.coordinator.state.topic.min.isr={min_isr}
+default.replication.factor={replication}
+min.insync.replicas={min_isr}
 # consumers join at once instead of waiting for more members
 group.initial.rebalance.delay.ms=0
 # the embedded broker shares two cores with the whole system: fewer request threads than
@@ -99,7 +104,8 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 1.0) -> bool:
+def broker_answers(bootstrap: str, timeout_s: float = 1.0, brokers: int = 1) -> bool:
+    """The (first) broker of bootstrap answers, and its metadata lists at least `brokers` brokers."""
     host, port = bootstrap.split(",")[0].rsplit(":", 1)
     try:  # a plain TCP probe first: librdkafka would log every refused connection
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
@@ -107,7 +113,7 @@ def broker_answers(bootstrap: str, timeout_s: float = 1.0) -> bool:
         return False
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000), "log_level": 0})
     try:
-        return bool(admin.list_topics(timeout=timeout_s).brokers)
+        return len(admin.list_topics(timeout=timeout_s).brokers) >= max(1, brokers)
     except Exception:  # KafkaException while the broker is coming up
         return False
 
@@ -121,16 +127,21 @@ def cluster_id() -> str:
 
 
 class Broker:
-    """Start, stop and look at the embedded broker."""
+    """Start, stop and look at the embedded broker, or node `node` of a local cluster of `nodes`."""
 
-    def __init__(self, settings: StackSettings):
-        self.settings = settings
-        self.process = ManagedProcess("kafka", settings.home)
-        self.dir = settings.home / "kafka"
+    def __init__(self, settings: StackSettings, node: int = 1, nodes: int = 1):
+        self.settings, self.node, self.nodes = settings, node, nodes
+        self.name = "kafka" if nodes == 1 else f"kafka.{node}"
+        self.process = ManagedProcess(self.name, settings.home)
+        self.dir = settings.home / "kafka" if nodes == 1 else settings.home / "kafka" / f"node{node}"
+
+    @property
+    def port(self) -> int:
+        return self.settings.kafka_port + 2 * (self.node - 1)
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.settings.kafka_port}"
+        return f"127.0.0.1:{self.port}"
 
     def running(self) -> bool:
         return self.process.pid() is not None
@@ -138,12 +149,19 @@ class Broker:
     def start(self) -> float:
         """Start and wait until the broker answers; returns the seconds it took."""
         began = time.monotonic()
+        self.launch()
+        self.wait_ready(began)
+        return time.monotonic() - began
+
+    def launch(self) -> None:
+        """Start the process, without waiting: the nodes of a cluster wait for each other (a quorum)."""
         java = java_binary()
         jars = ensure_jars(self.settings)
-        port = self.settings.kafka_port
+        port = self.port
         for taken in (p for p in (port, port + 1) if not port_is_free(p)):
             raise UserError(f"port {taken} on 127.0.0.1 is taken: stop what uses it, or pick another "
-                            f"port with --port / SCORESTREAM_KAFKA_PORT (the controller uses port + 1)")
+                            f"port with --port / SCORESTREAM_KAFKA_PORT (node N uses port + 2(N - 1) and the "
+                            f"port after for its controller)")
         props = self._write_config(port)
         classpath = f"{jars}/*"
         if not (self.dir / "data" / "meta.properties").exists():
@@ -156,17 +174,19 @@ class Broker:
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             "-cp", classpath, "kafka.Kafka", str(props),
         ])
+
+    def wait_ready(self, began: float) -> None:
+        """Until this broker answers and sees every node of its cluster; UserError after ready_timeout_s."""
         deadline = began + self.settings.ready_timeout_s
-        while not broker_answers(self.bootstrap):
+        while not broker_answers(self.bootstrap, brokers=self.nodes):
             if not self.running():
-                raise UserError(f"the Kafka broker exited during start; its log ({self.process.log_file}) ends:\n"
-                                f"{self.process.log_tail()}")
+                raise UserError(f"the Kafka broker {self.name} exited during start; its log ({self.process.log_file}) "
+                                f"ends:\n{self.process.log_tail()}")
             if time.monotonic() > deadline:
                 self.process.stop(timeout_s=5)
-                raise UserError(f"the Kafka broker did not answer on {self.bootstrap} within "
+                raise UserError(f"the Kafka broker {self.name} did not answer on {self.bootstrap} within "
                                 f"{self.settings.ready_timeout_s:.0f}s; see {self.process.log_file}")
             time.sleep(0.2)
-        return time.monotonic() - began
 
     def stop(self) -> bool:
         return self.process.stop(timeout_s=30)
@@ -174,13 +194,70 @@ class Broker:
     def _write_config(self, port: int) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
         props = self.dir / "server.properties"
+        base = self.settings.kafka_port
+        voters = ",".join(f"{n}@127.0.0.1:{base + 2 * (n - 1) + 1}" for n in range(1, self.nodes + 1))
         props.write_text(BROKER_PROPERTIES.format(
-            port=port, controller_port=port + 1, data_dir=self.dir / "data"))
+            node=self.node, voters=voters, port=port, controller_port=port + 1, data_dir=self.dir / "data",
+            replication=min(self.nodes, 3), min_isr=2 if self.nodes >= 3 else 1))
         (self.dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         return props
 
     def _format(self, java: str, classpath: str, props: Path) -> None:
-        cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(props)]
+        cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", self._cluster_id(), "-c", str(props)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise UserError(f"formatting the Kafka data folder failed: {done.stdout}{done.stderr}")
+
+    def _cluster_id(self) -> str:
+        """One id for every node of a cluster, kept beside their data; a new one for a single broker."""
+        if self.nodes == 1:
+            return cluster_id()
+        path = self.settings.home / "kafka" / "cluster.id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(cluster_id())
+        return path.read_text().strip()
+
+
+class Cluster:
+    """The embedded Kafka: `nodes` brokers started together (1: the single broker of before)."""
+
+    def __init__(self, settings: StackSettings, nodes: int | None = None):
+        self.settings = settings
+        self.nodes = [Broker(settings, n, nodes or settings.brokers) for n in range(1, (nodes or settings.brokers) + 1)]
+
+    @classmethod
+    def found(cls, settings: StackSettings) -> "Cluster":
+        """The cluster whose pid files are in <home>/run (what `down` and `status` look at), else settings'."""
+        run = settings.home / "run"
+        nodes = len(list(run.glob("kafka.*.pid"))) if run.exists() else 0
+        return cls(settings, nodes or (1 if (run / "kafka.pid").exists() else settings.brokers))
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.nodes)
+
+    @property
+    def process(self) -> ManagedProcess:
+        return self.nodes[0].process
+
+    def running(self) -> bool:
+        return all(b.running() for b in self.nodes)
+
+    def start(self) -> float:
+        """Start the nodes not running, all at once (a quorum needs a majority), then wait for each; seconds."""
+        began = time.monotonic()
+        try:
+            for broker in self.nodes:
+                if not broker.running():
+                    broker.launch()
+            for broker in self.nodes:
+                broker.wait_ready(began)
+        except UserError:
+            self.stop()                 # no half cluster left behind
+            raise
+        return time.monotonic() - began
+
+    def stop(self) -> list[str]:
+        """Stop every node; the names of those that ran."""
+        return [b.name for b in self.nodes if b.stop()]

@@ -45,8 +45,9 @@ def _port_option(f):
                         help="Broker port on 127.0.0.1 (the KRaft controller uses port + 1). [default: 9092]")(f)
 
 
-def _stack_settings(port: int | None) -> StackSettings:
-    return StackSettings(kafka_port=port) if port else StackSettings()
+def _stack_settings(port: int | None, brokers: int | None = None) -> StackSettings:
+    given = {"kafka_port": port} if port else {}
+    return StackSettings(**given, **({"brokers": brokers} if brokers else {}))
 
 
 def _policy_option(f):
@@ -58,20 +59,30 @@ def _policy_option(f):
 @_port_option
 @_policy_option
 @click.option("--broker-only", is_flag=True, help="Only the Kafka broker and the topics.")
+@click.option("--brokers", type=click.IntRange(1, 5), default=None, envvar="SCORESTREAM_BROKERS", show_envvar=True,
+              help="Kafka nodes: 1, or a local cluster of 3 (each broker and controller, on port, port + 2, ...; "
+                   "topics with replication 3, min.insync.replicas 2: it loses a node without losing a record). "
+                   "[default: 1]")
 @click.option("--restore", "restores", multiple=True, metavar="JOB=PATH",
               help="Start JOB (extract, rendezvous) from this savepoint instead of its newest restore point.")
 @click.option("--fresh", is_flag=True, help="Start the Flink jobs without any saved state (from committed offsets).")
+@click.option("--flink", "flink_url", default=None, metavar="URL",
+              help="Submit the Flink jobs to the session cluster at this REST address (e.g. http://127.0.0.1:8081) "
+                   "instead of running each in its own process. [default: the cluster the running system uses, "
+                   "else embedded]")
 @click.option("--warm-up", type=float, default=60.0, show_envvar=True,
               help="At most this many seconds of synthetic warm-up traffic after starting a Flink job or a worker "
                    "(0: none).")
 @click.option("--warm-up-rate", type=float, default=200.0, show_envvar=True, help="Requests per second of the warm-up traffic.")
-def up(port: int | None, policy_path: Path | None, broker_only: bool, restores: tuple[str, ...], fresh: bool,
-       warm_up: float, warm_up_rate: float) -> None:
+def up(port: int | None, policy_path: Path | None, broker_only: bool, brokers: int | None, restores: tuple[str, ...],
+       fresh: bool, flink_url: str | None, warm_up: float, warm_up_rate: float) -> None:
     """Start the embedded system; returns when every part runs and answers steadily. Harmless when running.
 
     A Kafka broker (KRaft) on 127.0.0.1, the topics of topics.yaml, the Flink
     extract and rendezvous jobs, the decoy, and one worker per model the
-    policy names (the canary among them).
+    policy names (the canary among them). With --flink URL the two Flink jobs
+    go to that session cluster (its settings: docs/savepoints.md); `down`
+    cancels them there and leaves the cluster running.
 
     Fresh JVMs answer late for their first minutes (JIT): when it started a Flink
     job or a worker, `up` sends synthetic traffic until the preferred model
@@ -88,14 +99,15 @@ def up(port: int | None, policy_path: Path | None, broker_only: bool, restores: 
         if not sep or job_name not in ("extract", "rendezvous"):
             raise UserError(f"--restore {item!r}: give JOB=PATH with JOB extract or rendezvous")
         restore[job_name] = path
-    bring_up(_stack_settings(port), policy_path, broker_only, restore, warm_up, warm_up_rate)
+    bring_up(_stack_settings(port, brokers), policy_path, broker_only, restore, flink_url, warm_up, warm_up_rate)
 
 
 def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_only: bool = False,
-             restore: dict[str, str] | None = None, warm_up_s: float = 60.0, warm_up_rate: float = 200.0):
+             restore: dict[str, str] | None = None, flink: str | None = None, warm_up_s: float = 60.0,
+             warm_up_rate: float = 200.0):
     """`up`; returns the broker and whether it warmed the system up."""
     with err.status("starting the embedded system (Flink jobs take ~30 s) ..."):
-        broker, seconds, plan, started = stack.up(settings, broker_only, policy_path, restore)
+        broker, seconds, plan, started = stack.up(settings, broker_only, policy_path, restore, flink)
     if seconds is None:
         out.print(f"kafka already running on {broker.bootstrap}")
     else:
@@ -285,9 +297,12 @@ def _report_sent(report: PublishReport, name: str) -> None:
 @click.option("--deployment-id", default=None, help="This start's deployment id. [default: a new one]")
 @click.option("--takes-over-from", "predecessor", default=None, metavar="DEPLOYMENT",
               help="Hot swap: answer only what comes after DEPLOYMENT's swap token (see `scorestream upgrade`).")
+@click.option("--flink", "cluster", default=None, metavar="URL",
+              help="Submit the job to the session cluster at this REST address and follow it there.")
 def job(name: str, policy_path: Path | None, metrics_port: int, restore: str, deployment_id: str | None,
-        predecessor: str | None) -> None:
-    """Run a Flink job of the stack in a local mini cluster (what `up` starts), operable through its REST API."""
+        predecessor: str | None, cluster: str | None) -> None:
+    """Run a Flink job of the stack in a local mini cluster (what `up` starts), operable through its REST API;
+    with --flink, on a session cluster instead (this process follows it: SIGTERM cancels it)."""
     from rendezvous.policy import DEFAULT_PATH, Policy
     from savepoints import deploy
     from models.registry import list_models
@@ -298,13 +313,14 @@ def job(name: str, policy_path: Path | None, metrics_port: int, restore: str, de
     if name == "extract":
         from extractors.job import build
         deploy.run("extract", lambda env, answered, by: build(env, registry, bootstrap, policy.extractor, by,
-                                                              predecessor), restore, deployment_id, predecessor)
+                                                              predecessor), restore, deployment_id, predecessor,
+                   cluster)
     else:
         from rendezvous.job import build
         deploy.run("rendezvous", lambda env, answered, by: build(env, registry, bootstrap, policy, metrics_port,
                                                                  answered_before=answered, answered_by=by,
                                                                  predecessor=predecessor),
-                   restore, deployment_id, predecessor)
+                   restore, deployment_id, predecessor, cluster)
 
 
 def _topic_name(topic: str) -> str:

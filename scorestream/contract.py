@@ -308,8 +308,11 @@ class DeadLetter:
             v = record.header(name)
             return int(v) if v is not None else None
 
-        source = record.header(H_SOURCE_TOPIC)
-        original = KafkaRecord(record.key, record.value, tuple(h for h in record.headers if h[0] not in ours),
-                               source.decode() if source else None, num(H_SOURCE_PARTITION),
-                               num(H_SOURCE_OFFSET), num(H_SOURCE_TIMESTAMP))
-        return cls(stage.decode(), reason.decode(), original)
+        try:    # headers are bytes anyone may have written: a bad one is this record's error, not the reader's
+            source = record.header(H_SOURCE_TOPIC)
+            original = KafkaRecord(record.key, record.value, tuple(h for h in record.headers if h[0] not in ours),
+                                   source.decode() if source is not None else None, num(H_SOURCE_PARTITION),
+                                   num(H_SOURCE_OFFSET), num(H_SOURCE_TIMESTAMP))
+            return cls(stage.decode(), reason.decode(), original)
+        except ValueError as exc:       # not UTF-8, not a number (UnicodeDecodeError is a ValueError)
+            raise ContractError("DeadLetter", None, f"bad header: {exc}") from None

@@ -55,11 +55,6 @@ def _measured_load(bootstrap: str, rate: float, duration_s: float, sla_ms: float
     report = _load(bootstrap, rate, duration_s, sla_ms, bad_share, on_counted=lambda: marks.append(costs.sample()),
                    on_answered=lambda: marks.append(costs.sample()))
     return report, costs.CostModel(idle, (marks[0], marks[1]), report.published)
-    from rendezvous.policy import DEFAULT_PATH, Policy
-    from scorestream.cli import bring_up, warm_up_system
-
-    bootstrap, policy = _system_up(policy_path, rate, warm_anyway=False)
-    report = _load(bootstrap, rate, duration, policy.sla_ms)
 
 
 def _summary(report: LoadReport, title: str) -> Table:

@@ -1,8 +1,15 @@
 """PyFlink plumbing shared by the Flink jobs: the environment and Kafka sources/sinks.
 
-The jobs run in PyFlink's thread mode (Python functions embedded in the JVM
-through pemja). The embedded interpreter does not see this virtualenv by
-itself, so its site-packages go on PYTHONPATH before the JVM starts.
+Embedded (the default), a job runs in its own local mini cluster, in PyFlink's
+thread mode (Python functions embedded in the JVM through pemja). The embedded
+interpreter does not see this virtualenv by itself, so its site-packages go on
+PYTHONPATH before the JVM starts.
+
+On a session cluster (`cluster`: its REST address), the job is submitted there
+with its code (the project's packages, zipped, as `python.files`), the Kafka
+connector and flink-python jars, and Python in process mode: one Python worker
+per operator, so two versions of a job in one TaskManager (a hot swap) never
+share an interpreter and its `sys.modules`.
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ import signal
 import site
 import socket
 import sys
+import tempfile
 import time
+import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from scorestream.errors import UserError
 from pydantic_settings import SettingsConfigDict
@@ -28,6 +38,46 @@ def connector_jar(settings: StackSettings | None = None) -> Path:
     if not jars:
         raise UserError(f"the Flink Kafka connector jar is missing in {settings.jars_dir / 'flink'}: run `make jars`")
     return jars[-1]
+
+
+SHIPPED_PACKAGES = ("scorestream", "extractors", "rendezvous", "models")   # what the jobs' functions import
+
+
+def flink_python_jar() -> Path:
+    """The jar of PyFlink's Python operators (in the distribution's opt/, not on a cluster's classpath)."""
+    import pyflink
+    return next((Path(pyflink.__file__).parent / "opt").glob("flink-python-*.jar"))
+
+
+def code_archive(name: str) -> Path:
+    """The project's Python packages as they are on disk now, zipped: the code a job takes to a cluster."""
+    target = Path(tempfile.mkdtemp(prefix=f"scorestream-{name}-")) / "scorestream-code.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for package in SHIPPED_PACKAGES:
+            for f in sorted((PROJECT_ROOT / package).rglob("*")):
+                if f.suffix in (".py", ".yaml") and "__pycache__" not in f.parts:
+                    zf.write(f, f.relative_to(PROJECT_ROOT).as_posix())
+    return target
+
+
+def cluster_url(cluster: str) -> str:
+    """A session cluster's REST address as given (host:port, or a URL), as a URL."""
+    return (cluster if "://" in cluster else f"http://{cluster}").rstrip("/")
+
+
+def cluster_config(cluster: str, name: str) -> dict[str, str]:
+    """Submit to the session cluster at REST address `cluster` instead of a local mini cluster."""
+    url = urlsplit(cluster_url(cluster))
+    if not url.hostname or not url.port:
+        raise UserError(f"--flink {cluster!r}: give the REST address of the cluster's JobManager, "
+                        f"e.g. http://127.0.0.1:8081")
+    return {"execution.target": "remote", "rest.address": url.hostname, "rest.port": str(url.port),
+            "python.execution-mode": "process",
+            # keyed state lives in the JVM; the Python worker caches it. Flink's default (1000 keys) is fewer than the
+            # rendezvous holds (every request of the last SLA + grace): each event was a round trip to the JVM
+            "python.state.cache-size": "100000",
+            "pipeline.jars": ";".join(j.as_uri() for j in (connector_jar(), flink_python_jar())),
+            "python.files": str(code_archive(name))}
 
 
 def _python_path() -> str:
@@ -59,7 +109,14 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
     } | (config or {})
     for key, value in settings.items():
         conf.set_string(key, str(value))
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    if settings.get("execution.target") == "remote":
+        # getExecutionEnvironment makes a local one whatever the target: construct one that submits remotely
+        from pyflink.java_gateway import get_gateway
+        j_env = get_gateway().jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(
+            conf._j_configuration)
+        env = StreamExecutionEnvironment(j_env)
+    else:
+        env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(parallelism)
     return env
 
@@ -207,20 +264,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted=None, before_submit=None) -> None:
+def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted=None, before_submit=None,
+            cluster: str | None = None) -> None:
     """Build a job on a fresh environment with the latency settings and run it until cancelled or stopped.
 
     The mini cluster's REST endpoint listens on a free port of 127.0.0.1, so the job is operable through
-    Flink's REST API (savepoints, stop); on_submitted(job_id, rest_url) is called once it runs.
+    Flink's REST API (savepoints, stop); on_submitted(job_id, rest_url) is called once it runs (an exception
+    there cancels the job). cluster: the REST address of a session cluster to submit the job to instead.
     before_submit() may return more configuration, once the JVM runs and the graph is built (a hot swap
     takes the old version's savepoint only then, so the new one has less to catch up).
     A job that ends (stopped with a savepoint) returns; SIGTERM cancels it.
     """
     settings = JobSettings()
-    port = free_port()
-    env = environment(settings.config() | {"rest.port": str(port), "rest.address": "127.0.0.1",
-                                           "rest.bind-address": "127.0.0.1"} | (config or {}),
-                      name=f"flink.{name}")
+    if cluster:
+        local = cluster_config(cluster, name)
+        rest_url = f"http://{local['rest.address']}:{local['rest.port']}"
+    else:
+        port = free_port()
+        local = {"rest.port": str(port), "rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1"}
+        rest_url = f"http://127.0.0.1:{port}"
+    env = environment(settings.config() | local | (config or {}), name=f"flink.{name}")
     env.set_buffer_timeout(settings.buffer_timeout_ms)
     build(env)
     extra = before_submit() if before_submit else None
@@ -232,20 +295,26 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
         env.configure(conf)
     ready = StackSettings().home / "run" / f"flink.{name}.job"     # what a container's health check looks at
     ready.unlink(missing_ok=True)
-    client = env.execute_async(name)
+    try:
+        client = env.execute_async(name)
+    except Exception as exc:            # the cluster refused the job: Flink's reason, without the Java trace
+        raise UserError(f"{name}: Flink at {rest_url} did not take the job: {_cause(exc)}") from None
     job_id = str(client.get_job_id())
-    if on_submitted:
-        on_submitted(job_id, f"http://127.0.0.1:{port}")
-    print(f"{name}: job {job_id} submitted, REST http://127.0.0.1:{port}", flush=True)
-    ready.parent.mkdir(parents=True, exist_ok=True)
-    ready.write_text(job_id)
     # wait in Python, not in a Java call, so SIGTERM is handled at once: cancel the job, then exit
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    status = "gone"
     try:
+        if on_submitted:
+            on_submitted(job_id, rest_url)
+        print(f"{name}: job {job_id} submitted, REST {rest_url}", flush=True)
+        ready.parent.mkdir(parents=True, exist_ok=True)
+        ready.write_text(job_id)
         while not (status := _status(client)) in ("gone", "FINISHED", "FAILED", "CANCELED"):
             time.sleep(1.0)
     finally:
-        if _status(client) != "gone":
+        if cluster:     # through REST: the PyFlink client's JVM may be going down with us (SIGTERM to the group)
+            _cancel_on_cluster(rest_url, job_id)
+        elif _status(client) != "gone":
             client.cancel()
     if status in ("gone", "FINISHED"):       # a job that ends shuts its mini cluster down with it
         print(f"{name}: job {job_id} ended", flush=True)
@@ -255,6 +324,26 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
     except Exception as exc:                 # the cause, for the log (a savepoint that does not restore, ...)
         print(f"{name}: {str(exc)[:20000]}", flush=True)
     raise UserError(f"{name}: the job ended with status {status}")
+
+
+def _cancel_on_cluster(rest_url: str, job_id: str) -> None:
+    """Cancel the job on the session cluster unless it has ended; the job outlives this process otherwise."""
+    import json
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{rest_url}/jobs/{job_id}", timeout=10) as resp:
+            if json.loads(resp.read())["state"] in ("FINISHED", "FAILED", "CANCELED", "CANCELLING"):
+                return
+        urllib.request.urlopen(urllib.request.Request(f"{rest_url}/jobs/{job_id}?mode=cancel", method="PATCH"),
+                               timeout=10).close()
+    except OSError as exc:
+        print(f"could not cancel job {job_id} on {rest_url} ({exc}): cancel it there", flush=True)
+
+
+def _cause(exc: Exception) -> str:
+    """The innermost Java cause of a Py4J error, one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if "Exception:" in line or "Error:" in line]
+    return (lines[-1] if lines else str(exc).splitlines()[0])[:800]
 
 
 def _status(client) -> str:

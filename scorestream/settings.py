@@ -25,6 +25,7 @@ class StackSettings(_Settings):
     jars_dir: Path = PROJECT_ROOT / ".scorestream" / "jars"
     kafka_port: int = 9092
     kafka_heap: str = "1g"
+    brokers: int = 1                  # nodes of the embedded Kafka: 1, or a local cluster of 3 (up --brokers 3)
     ready_timeout_s: float = 60.0
     metrics_port_base: int = 9400     # rendezvous here, decoy + 1, workers from + 2
 
@@ -42,6 +43,18 @@ class KafkaSettings(_Settings):
     # How long the broker may hold a fetch of a consumer on the answer's path to gather more records.
     # 0 wakes every consumer on every record: the broker's CPU then goes up with readers x records.
     fetch_wait_ms: int = 5
+    # Which replication of topics.yaml applies: embedded (one broker) or cluster; empty: what `up` started.
+    kafka_environment: str = ""
+
+    def environment(self) -> str:
+        """embedded or cluster: SCORESTREAM_KAFKA_ENVIRONMENT, else what `up` started (topics.yaml's replication)."""
+        if self.kafka_environment:
+            return self.kafka_environment
+        stack = StackSettings()
+        try:
+            return "cluster" if json.loads(stack.state_file.read_text()).get("brokers", 1) > 1 else "embedded"
+        except (OSError, ValueError, AttributeError):
+            return "embedded"
 
     def bootstrap(self) -> str:
         """The configured servers, else the embedded broker's, else localhost:9092."""

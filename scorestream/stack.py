@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorestream import kafka, topics
-from scorestream.broker import Broker, broker_answers
+from scorestream.broker import Cluster, broker_answers
 from scorestream.errors import UserError
+from scorestream.flink import cluster_url as flink_url
 from scorestream.process import ManagedProcess, rss_bytes
 from scorestream.settings import StackSettings
 
@@ -43,9 +44,10 @@ class Part:
 
 
 def system_parts(settings: StackSettings, policy_path: Path | None = None,
-                 restore: dict[str, str] | None = None) -> list[Part]:
+                 restore: dict[str, str] | None = None, flink: str | None = None) -> list[Part]:
     """The Flink jobs, one worker per model the policy names (the canary as canary), the decoy and the canary
-    monitor. restore: job -> latest | none | a savepoint directory (default latest: see savepoints.deploy)."""
+    monitor. restore: job -> latest | none | a savepoint directory (default latest: see savepoints.deploy).
+    flink: the REST address of a session cluster the jobs are submitted to (else each runs embedded)."""
     from models.registry import list_models
     from rendezvous.policy import DEFAULT_PATH, Policy
 
@@ -53,10 +55,11 @@ def system_parts(settings: StackSettings, policy_path: Path | None = None,
     policy = Policy.load(policy_path, known_models=set(list_models()))
     port = settings.metrics_port_base
     restore = restore or {}
+    on = ("--flink", flink) if flink else ()
     parts = [Part("flink.extract", ("job", "extract", "--policy", str(policy_path),
-                                    "--restore", restore.get("extract", "latest")), "submitted"),
+                                    "--restore", restore.get("extract", "latest"), *on), "submitted"),
              Part("flink.rendezvous", ("job", "rendezvous", "--policy", str(policy_path), "--metrics-port", str(port),
-                                       "--restore", restore.get("rendezvous", "latest")), "submitted"),
+                                       "--restore", restore.get("rendezvous", "latest"), *on), "submitted"),
              Part("decoy", ("decoy", "--metrics-port", str(port + 1))),
              Part("canary", ("canary", "--policy", str(policy_path), "--metrics-port", str(port + CANARY_PORT_OFFSET)),
                   "canary monitor running")]
@@ -66,18 +69,40 @@ def system_parts(settings: StackSettings, policy_path: Path | None = None,
     return parts
 
 
+def flink_cluster(settings: StackSettings) -> str | None:
+    """The session cluster the running system's jobs were submitted to (`up --flink`), None: embedded."""
+    try:
+        return json.loads(settings.state_file.read_text()).get("flink")
+    except (OSError, ValueError):
+        return None
+
+
 def up(settings: StackSettings | None = None, broker_only: bool = False, policy_path: Path | None = None,
-       restore: dict[str, str] | None = None) -> tuple[Broker, float | None, topics.Plan, list[str]]:
+       restore: dict[str, str] | None = None,
+       flink: str | None = None) -> tuple[Cluster, float | None, topics.Plan, list[str]]:
     """Start what is not running. Returns the broker, its seconds to ready (None: was running),
-    the topic plan applied and the names of the parts started."""
+    the topic plan applied and the names of the parts started.
+
+    flink: submit the Flink jobs to the session cluster at this REST address (default: the one the running
+    system uses, if any). A cluster that does not answer or has no free slots stops us before anything starts;
+    a job it refuses stops everything this call started."""
     settings = settings or StackSettings()
-    parts = [] if broker_only else system_parts(settings, policy_path, restore)     # a bad policy stops us here
-    broker = Broker(settings)
+    if settings.brokers == 2:
+        raise UserError("--brokers 2 cannot lose a node (a KRaft quorum needs a majority): use 1, or 3 and more")
+    flink = flink_url(flink) if flink else flink_cluster(settings)
+    parts = [] if broker_only else system_parts(settings, policy_path, restore, flink)  # a bad policy stops us here
+    if flink and not broker_only:
+        from savepoints.deploy import check_cluster
+        check_cluster(flink, jobs=sum(1 for p in parts if p.name.startswith("flink.")
+                                      and ManagedProcess(p.name, settings.home).pid() is None))
+    broker = Cluster(settings)
     seconds = None
     if not broker.running():
         seconds = broker.start()
-    settings.state_file.write_text(json.dumps({"bootstrap": broker.bootstrap, "started": time.time()}))
-    plan = topics.apply(kafka.admin(broker.bootstrap), topics.TopicRegistry.load())
+    settings.state_file.write_text(json.dumps({"bootstrap": broker.bootstrap, "brokers": settings.brokers, "started": time.time()}
+                                              | ({"flink": flink} if flink else {})))
+    environment = "cluster" if settings.brokers > 1 else "embedded"
+    plan = topics.apply(kafka.admin(broker.bootstrap), topics.TopicRegistry.load(environment=environment))
     env = os.environ | {"SCORESTREAM_BOOTSTRAP_SERVERS": broker.bootstrap, "SCORESTREAM_HOME": str(settings.home)}
     started = []
     for part in parts:
@@ -86,7 +111,18 @@ def up(settings: StackSettings | None = None, broker_only: bool = False, policy_
             proc.log_file.unlink(missing_ok=True)
             proc.start([sys.executable, "-m", "scorestream.cli", *part.args], env=env)
             started.append(part)
-    _wait_ready(settings, started)
+    try:
+        _wait_ready(settings, started)
+    except UserError as exc:
+        if not flink:
+            raise
+        for part in started:      # nothing half-started: the jobs' processes cancel what they submitted
+            ManagedProcess(part.name, settings.home).stop()
+        if seconds is not None:
+            broker.stop()
+            settings.state_file.unlink(missing_ok=True)
+        raise UserError(f"{exc}\nstopped what this `up` had started "
+                        f"({', '.join([p.name for p in started] + (['kafka'] if seconds is not None else []))})") from None
     return broker, seconds, plan, [p.name for p in started]
 
 
@@ -109,15 +145,14 @@ def _wait_ready(settings: StackSettings, parts: list[Part]) -> None:
 def processes(settings: StackSettings) -> list[ManagedProcess]:
     run = settings.home / "run"
     names = sorted(p.stem for p in run.glob("*.pid")) if run.exists() else []
-    return [ManagedProcess(n, settings.home) for n in names if n != "kafka"]
+    return [ManagedProcess(n, settings.home) for n in names if n != "kafka" and not n.startswith("kafka.")]
 
 
 def down(settings: StackSettings | None = None) -> list[str]:
     """Stop every process of the stack, the broker last. Returns the names stopped."""
     settings = settings or StackSettings()
     stopped = [p.name for p in processes(settings) if p.stop()]
-    if Broker(settings).stop():
-        stopped.append("kafka")
+    stopped += Cluster.found(settings).stop()
     settings.state_file.unlink(missing_ok=True)
     return stopped
 
@@ -131,11 +166,13 @@ def pids(settings: StackSettings | None = None) -> dict[str, int]:
 
 def status(settings: StackSettings | None = None) -> list[PartStatus]:
     settings = settings or StackSettings()
-    broker = Broker(settings)
-    pid = broker.process.pid()
-    answering = pid is not None and broker_answers(broker.bootstrap)
-    rows = [PartStatus("kafka", "running" if answering else ("starting" if pid else "stopped"), pid,
-                       rss_bytes(pid) / 2**20 if pid else 0.0, f"{broker.bootstrap} (data {broker.dir / 'data'})")]
+    rows = []
+    for broker in Cluster.found(settings).nodes:
+        pid = broker.process.pid()
+        answering = pid is not None and broker_answers(broker.bootstrap)
+        rows.append(PartStatus(broker.name, "running" if answering else ("starting" if pid else "stopped"), pid,
+                               rss_bytes(pid) / 2**20 if pid else 0.0,
+                               f"{broker.bootstrap} (data {broker.dir / 'data'})"))
     for proc in processes(settings):
         pid = proc.pid()
         rows.append(PartStatus(proc.name, "running" if pid else "stopped", pid,

@@ -35,12 +35,24 @@ class TopicRegistry:
     topics: dict[str, Topic]
 
     @classmethod
-    def load(cls, path: Path | None = None, prefix: str | None = None) -> "TopicRegistry":
+    def load(cls, path: Path | None = None, prefix: str | None = None,
+             environment: str | None = None) -> "TopicRegistry":
+        """environment: embedded (one broker) or cluster; it picks the replication and min.insync.replicas
+        of topics.yaml (default SCORESTREAM_KAFKA_ENVIRONMENT, else what `up` started)."""
         settings = KafkaSettings()
         path = path or settings.topics_file
         prefix = settings.topic_prefix if prefix is None else prefix
+        environment = environment or settings.environment()
         doc = yaml.safe_load(Path(path).read_text())
         defaults = doc.get("defaults", {})
+
+        def per_environment(value, what: str):
+            if not isinstance(value, dict):
+                return value
+            if environment not in value:
+                raise UserError(f"{path}: {what} names no value for environment {environment!r} "
+                                f"(it has: {', '.join(value)})")
+            return value[environment]
         topics = {}
         for topic_id, spec in doc["topics"].items():
             missing = {"name", "purpose"} - set(spec)
@@ -50,8 +62,10 @@ class TopicRegistry:
                 id=topic_id,
                 name=prefix + spec["name"],
                 partitions=int(spec.get("partitions", defaults.get("partitions", 1))),
-                replication=int(spec.get("replication", defaults.get("replication", 1))),
-                config={k: str(v) for k, v in (spec.get("config") or {}).items()},
+                replication=int(per_environment(spec.get("replication", defaults.get("replication", 1)),
+                                                f"topic {topic_id!r} replication")),
+                config={k: str(per_environment(v, f"topic {topic_id!r} {k}"))
+                        for k, v in ((defaults.get("config") or {}) | (spec.get("config") or {})).items()},
                 purpose=spec["purpose"],
             )
         return cls(topics)

@@ -30,6 +30,24 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
+def free_port_block(n: int) -> int:
+    """A port p with p .. p + n - 1 free on 127.0.0.1 (the nodes of a local cluster and their controllers)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + n > 65536:
+            continue
+        try:
+            for q in range(port + 1, port + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", q))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no {n} free ports in a row")
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory) -> Broker:
     """One real Kafka broker for the session, started by the same code as `scorestream up`."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from scorestream import kafka
 from scorestream.contract import KafkaRecord
@@ -47,3 +48,24 @@ def read_records(topic: str, bootstrap: str | None = None, start: dict[int, int]
     finally:
         c.close()
     return records
+
+
+def count_keys(topic: str, wanted: set[str], bootstrap: str | None = None, timeout_s: float = 120.0,
+               linger_s: float = 2.0) -> Counter:
+    """How often each key of `topic` occurs (read committed, from the beginning), read until every wanted key
+    was seen (or timeout_s), then linger_s more: a second copy would show up too."""
+    c = kafka.consumer(f"scorestream-count-{uuid.uuid4().hex[:8]}", bootstrap)
+    meta = c.list_topics(topic, timeout=10).topics[topic]
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+    counts: Counter = Counter()
+    deadline, until = time.monotonic() + timeout_s, None
+    try:
+        while time.monotonic() < (until or deadline):
+            for msg in c.consume(10000, timeout=0.5):
+                if not msg.error() and msg.key() is not None:
+                    counts[msg.key().decode(errors="replace")] += 1
+            if until is None and all(counts[k] for k in wanted):
+                until = time.monotonic() + linger_s
+    finally:
+        c.close()
+    return counts

@@ -3,10 +3,15 @@ and a rejection for each bad one that names a request id."""
 
 from __future__ import annotations
 
+import math
 import os
+import random
 import sys
 import time
 import uuid
+from collections import Counter
+
+import orjson
 
 from scorestream import kafka
 from scorestream.client import assigned_consumer
@@ -59,5 +64,69 @@ def test_features_and_dead_letters(broker, registry, tmp_path):
         reasons = {d.record.value: d.reason for d in letters}
         assert {r.reason for r in refused} == {reasons[v] for v in bad if v != b"not json"}
         assert all(r.stage == "extract" for r in refused)
+    finally:
+        assert job.stop(timeout_s=30)
+
+
+NASTY = [None, "x", -1, 0, 1e300, 1e-300, 2**64 - 1, -2**63, True, [], {}, "", 1.5]
+
+
+def fuzzed_requests(seed: int, n: int) -> list[bytes]:
+    """Requests bent the ways a producer can bend them (fields of any kind and size, bytes that are not JSON,
+    JSON that is not a request), each a value the extract job must turn into features or a dead letter."""
+    rng = random.Random(seed)
+    out = []
+    for i, sample in enumerate(TransactionGenerator(seed).batch(n)):
+        doc = {"request_id": f"fz-{seed}-{i}", "ts": int(time.time() * 1000), "payload": dict(sample.payload)}
+        kind = rng.randrange(6)
+        if kind == 0:
+            doc["payload"][rng.choice(sorted(doc["payload"]))] = rng.choice(NASTY)
+        elif kind == 1:
+            doc[rng.choice(["ts", "request_id", "payload"])] = rng.choice(NASTY)
+        elif kind == 2:
+            doc["payload"].update(amount=rng.choice([1e-300, 1e300]), avg_amount_30d=rng.choice([1e-300, 1e300]))
+        elif kind == 3:
+            doc["payload"]["distance_km"] = rng.choice([1e300, 3.5e41, 1e38])
+        value = orjson.dumps(doc)
+        if kind == 4:
+            value = value[:rng.randrange(len(value))]                # cut short
+        elif kind == 5:
+            value = bytes(rng.randrange(32, 127) for _ in range(rng.randrange(40)))
+        out.append(value)
+    return out
+
+
+def test_fuzzed_requests_each_give_features_or_a_dead_letter_and_the_job_keeps_going(broker, registry, tmp_path):
+    """300 fuzzed requests, then 20 good ones: one output each (features or a dead letter), none twice (a job
+    that failed and restarted would repeat what came after its checkpoint), the good ones after all answered."""
+    features = assigned_consumer(registry.name("features"), broker.bootstrap, from_beginning=True)
+    dead = assigned_consumer(registry.name("deadletter"), broker.bootstrap, from_beginning=True)
+    job = ManagedProcess("flink.extract", tmp_path)
+    job.start([sys.executable, "-m", "scorestream.cli", "job", "extract"],
+              env=os.environ | {"SCORESTREAM_TOPIC_PREFIX": registry.name("requests").removesuffix("scoring.requests")})
+    try:
+        producer = kafka.producer(broker.bootstrap)
+        fuzzed = fuzzed_requests(random.randrange(10**6), 300)
+        good = [Request(s.request_id, int(time.time() * 1000), s.payload) for s in TransactionGenerator(5).batch(20)]
+        for value in fuzzed:
+            kafka.produce(producer, registry.name("requests"), KafkaRecord(b"k", value))
+        for r in good:
+            kafka.produce(producer, registry.name("requests"), r.to_record())
+        producer.flush(10)
+        out_features: list[Features] = []
+        deadline = time.monotonic() + 120
+        letters: list = []
+        while len(out_features) + len(letters) < len(fuzzed) + len(good) and time.monotonic() < deadline:
+            out_features += [Features.from_json(m.value()) for m in _read(features, 1, 1)]
+            letters += _read(dead, 1, 1)
+        out_features += [Features.from_json(m.value()) for m in _read(features, 10**6, 3)]     # a second one?
+        letters += _read(dead, 10**6, 1)
+        ids = Counter(f.request_id for f in out_features)
+        print(f"{len(fuzzed)} fuzzed: {len(ids) - len(good)} gave features, {len(letters)} dead letters")
+        assert len(out_features) + len(letters) == len(fuzzed) + len(good)
+        ours = {r.request_id for r in good}
+        assert all(n == 1 for rid, n in ids.items() if rid.startswith("fz-") or rid in ours)   # ("x" may be twice)
+        assert set(ids) >= {r.request_id for r in good}
+        assert all(all(map(math.isfinite, f.features)) for f in out_features)
     finally:
         assert job.stop(timeout_s=30)

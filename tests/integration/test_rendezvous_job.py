@@ -16,6 +16,7 @@ from scorestream.process import ManagedProcess
 from scorestream.synthetic import TransactionGenerator
 from tests.conftest import free_port_pair
 
+PAYLOAD = TransactionGenerator(0).batch(1)[0].payload
 POLICY = """\
 version: 4
 sla_ms: 300
@@ -33,9 +34,6 @@ discount: 1.0
 """
 
 
-PAYLOADS = iter(TransactionGenerator(11))
-
-
 def score(request_id: str, ref: str, value: float) -> Score:
     name, version = ref.split("@")
     return Score(request_id, name, int(version), "canary" if name == "fraud_lr" else "candidate", value,
@@ -48,7 +46,7 @@ class Harness:
         self.producer = kafka.producer(bootstrap)
 
     def request(self, request_id: str) -> None:
-        r = Request(request_id, int(time.time() * 1000), next(PAYLOADS).payload)   # a payload the extractor takes
+        r = Request(request_id, int(time.time() * 1000), PAYLOAD)   # one the policy's extractor accepts
         kafka.produce(self.producer, self.registry.name("requests"), r.to_record())
         self.producer.flush(10)
 
@@ -138,7 +136,7 @@ def test_results_are_keyed_by_request_id_and_a_request_without_key_is_answered(r
     for rid in keyed:
         h.request(rid)
         h.score(rid, "fraud_xgb@3", 0.7)
-    request = Request(unkeyed, int(time.time() * 1000), next(PAYLOADS).payload)
+    request = Request(unkeyed, int(time.time() * 1000), PAYLOAD)
     kafka.produce(h.producer, h.registry.name("requests"), KafkaRecord(None, request.to_json()))
     h.score(unkeyed, "fraud_xgb@3", 0.6)
     found = h.keyed_results(set(keyed) | {unkeyed})

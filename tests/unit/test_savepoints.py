@@ -92,3 +92,30 @@ def test_latest_restore_point_is_the_current_deployments_and_on_the_same_topics(
 def test_upgrade_replaces_the_restore_options_of_the_old_command_line():
     argv = ["python", "-m", "scorestream.cli", "job", "rendezvous", "--restore", "latest", "--policy", "p.yaml"]
     assert _without(argv, "--restore", "--deployment-id") == argv[:5] + ["--policy", "p.yaml"]
+
+
+def test_up_on_an_unreachable_flink_cluster_starts_nothing(tmp_path):
+    """`up --flink URL` with nobody at URL: says so, before the broker or any part starts."""
+    import subprocess
+    import sys
+    from scorestream.flink import free_port
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
+        "SCORESTREAM_HOME": str(tmp_path), "SCORESTREAM_KAFKA_PORT": str(free_port())}
+    url = f"http://127.0.0.1:{free_port()}"
+    refused = subprocess.run([sys.executable, "-m", "scorestream.cli", "up", "--flink", url], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and f"Flink at {url} is unreachable" in refused.stderr, refused.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "stack.json").exists()
+
+
+def test_a_job_takes_its_code_to_the_cluster():
+    """The shipped archive holds the packages the jobs' functions import, as on disk, and nothing else."""
+    import zipfile
+    from scorestream.flink import SHIPPED_PACKAGES, cluster_config
+    config = cluster_config("127.0.0.1:8081", "extract")
+    assert (config["execution.target"], config["rest.address"], config["rest.port"]) == ("remote", "127.0.0.1", "8081")
+    assert config["python.execution-mode"] == "process"
+    assert "flink-sql-connector-kafka" in config["pipeline.jars"] and "flink-python" in config["pipeline.jars"]
+    names = zipfile.ZipFile(config["python.files"]).namelist()
+    assert {"rendezvous/job.py", "extractors/job.py", "scorestream/swap.py"} <= set(names)
+    assert {n.split("/")[0] for n in names} == set(SHIPPED_PACKAGES) and not any("__pycache__" in n for n in names)

@@ -29,3 +29,12 @@ def test_prefix_namespaces_every_topic():
 def test_unknown_id_says_what_is_known():
     with pytest.raises(KeyError, match="known: requests"):
         TopicRegistry.load(prefix="")["request"]
+
+
+def test_replication_and_min_insync_replicas_per_environment():
+    embedded = TopicRegistry.load(prefix="", environment="embedded")
+    cluster = TopicRegistry.load(prefix="", environment="cluster")
+    assert {(t.replication, t.config["min.insync.replicas"]) for t in embedded} == {(1, "1")}
+    assert {(t.replication, t.config["min.insync.replicas"]) for t in cluster} == {(3, "2")}
+    with pytest.raises(Exception, match="no value for environment 'lab'"):
+        TopicRegistry.load(prefix="", environment="lab")

@@ -1,0 +1,116 @@
+"""A standalone Flink session cluster from the distribution that the apache-flink package ships
+(pyflink/bin, pyflink/lib): one JobManager and one TaskManager on 127.0.0.1, for tests and benchmarks.
+
+    with SessionCluster(workdir) as cluster:          # its own conf dir (FLINK_CONF_DIR), logs and ports
+        scorestream up --flink cluster.url
+
+The settings the jobs need of any session cluster (docs/savepoints.md): task slots (one per job, two per job
+during an upgrade), the Python executable of this virtualenv, Python in process mode.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyflink
+
+from savepoints.rest import FlinkRest
+from scorestream.flink import free_port
+
+FLINK_HOME = Path(pyflink.__file__).parent
+
+
+def session_config(rest_port: int, rpc_port: int, slots: int = 4) -> dict[str, str]:
+    return {
+        "jobmanager.rpc.address": "127.0.0.1", "jobmanager.rpc.port": str(rpc_port),
+        "jobmanager.bind-host": "127.0.0.1", "jobmanager.memory.process.size": "1024m",
+        "taskmanager.host": "127.0.0.1", "taskmanager.bind-host": "127.0.0.1",
+        "taskmanager.memory.process.size": "2048m", "taskmanager.numberOfTaskSlots": str(slots),
+        "rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1", "rest.port": str(rest_port),
+        "parallelism.default": "1",
+        # the Python of the jobs' functions: this virtualenv's, one worker process per operator, so that two
+        # versions of a job in one TaskManager never share an interpreter (docs/savepoints.md)
+        "python.executable": sys.executable, "python.execution-mode": "process",
+    }
+
+
+class SessionCluster:
+    """Start with start() (or `with`), stop with stop(): both daemons in the foreground of their own sessions,
+    killed by their process groups, so nothing outlives the test."""
+
+    def __init__(self, workdir: Path, slots: int = 4, rest_port: int | None = None):
+        self.dir = Path(workdir)
+        self.rest_port = rest_port or free_port()
+        self.config = session_config(self.rest_port, free_port(), slots)
+        self.url = f"http://127.0.0.1:{self.rest_port}"
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, timeout_s: float = 120.0) -> "SessionCluster":
+        conf, logs = self.dir / "conf", self.dir / "log"
+        conf.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(parents=True, exist_ok=True)
+        (conf / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in self.config.items()))
+        for name in ("log4j-console.properties", "logback-console.xml"):
+            shutil.copy(FLINK_HOME / "conf" / name, conf / name)
+        env = os.environ | {"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(logs), "FLINK_PID_DIR": str(self.dir)}
+        for daemon in ("jobmanager", "taskmanager"):
+            with open(logs / f"{daemon}.out", "ab") as out:
+                self.procs.append(subprocess.Popen(["bash", str(FLINK_HOME / "bin" / f"{daemon}.sh"),
+                                                    "start-foreground"], env=env, stdout=out,
+                                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                   start_new_session=True))
+        rest, deadline = FlinkRest(self.url, timeout_s=2), time.monotonic() + timeout_s
+        while True:
+            try:
+                if rest.overview()["taskmanagers"] >= 1:
+                    return self
+            except Exception:
+                pass
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                self.stop()
+                raise RuntimeError(f"the session cluster did not come up; see {logs}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.procs.clear()
+
+    def __enter__(self) -> "SessionCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> None:
+    """python -m savepoints.cluster DIR [REST_PORT]: a session cluster until Ctrl-C (or SIGTERM)."""
+    workdir, port = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None
+    cluster = SessionCluster(workdir, rest_port=port).start()
+    print(f"Flink session cluster at {cluster.url} (conf and logs in {workdir}); Ctrl-C stops it", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The system on a standalone Flink session cluster (`scorestream up --flink URL`): the cluster started from the
+distribution the apache-flink package ships (savepoints/cluster.py), the real broker, the real parts. Requests are
+answered once each; status, savepoints and an upgrade work on the cluster's jobs; `down` cancels the jobs and
+leaves the cluster running. The cluster is stopped at the end, always."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from savepoints.cluster import SessionCluster
+from savepoints.registry import JobHome
+from savepoints.rest import FlinkRest
+from tests.conftest import free_port_pair
+from tests.integration.test_savepoints import System, _token_offsets, code_copy, upgrade
+from tests.integration.test_system import POLICY
+
+pytestmark = pytest.mark.slow      # a cluster, the whole system and an upgrade: minutes; `make test-slow`
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = SessionCluster(tmp_path_factory.mktemp("flink-cluster"))
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def system(cluster, tmp_path_factory):
+    home = tmp_path_factory.mktemp("on-cluster")
+    policy = home / "policy.yaml"
+    policy.write_text(POLICY)
+    port = free_port_pair()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
+        "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
+        "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10)), "COLUMNS": "300"}
+    s = System(home, f"127.0.0.1:{port}", env)
+    s.policy = policy
+    try:
+        started = s.cli("up", "--policy", str(policy), "--flink", cluster.url)
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield s
+    finally:
+        s.cli("down")
+
+
+def live_jobs(cluster) -> dict[str, str]:
+    return {j["jid"]: j["name"] for j in FlinkRest(cluster.url).jobs() if j["state"] == "RUNNING"}
+
+
+def test_jobs_on_the_cluster_answer_each_request_once(system, cluster):
+    deployments = {job: JobHome(system.home, job).current() for job in ("extract", "rendezvous")}
+    assert all(d.rest == cluster.url for d in deployments.values())
+    assert live_jobs(cluster) == {deployments["extract"].flink_job_id: "extract",
+                                  deployments["rendezvous"].flink_job_id: "rendezvous"}
+    status = system.cli("status")
+    assert status.returncode == 0 and deployments["rendezvous"].flink_job_id in status.stdout, status.stderr
+    assert cluster.url in status.stdout
+
+    report = system.load(100, 10, drain_s=30)
+    assert (report.answered, report.duplicates) == (report.published, 0)
+    assert max(system.answers_per_request().values()) == 1
+
+    taken = system.cli("savepoint", "rendezvous")
+    assert taken.returncode == 0, taken.stderr
+    assert "savepoint" in system.cli("savepoints", "rendezvous").stdout
+    # `up` again: the jobs are running on the cluster, nothing is submitted twice
+    again = system.cli("up", "--policy", str(system.policy))
+    assert again.returncode == 0, again.stderr
+    assert len(live_jobs(cluster)) == 2
+
+
+@pytest.mark.timeout(600)
+def test_upgrade_on_the_cluster_is_a_new_job_beside_the_old(system, cluster, tmp_path):
+    """The rendezvous upgraded under 100/s: the new version is a second job on the same cluster (no new
+    TaskManager), every request answered once, before the cut by the old deployment, after it by the new."""
+    from savepoints.bench import swap_load
+    old = JobHome(system.home, "rendezvous").current()
+    taskmanagers = FlinkRest(cluster.url).overview()["taskmanagers"]
+    code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"))
+    done = {}
+
+    def act():
+        done["upgrade"] = upgrade(system, "rendezvous", code)
+
+    load = swap_load(system.registry.name("requests"), system.registry.name("results"), 100, 30, 400,
+                     system.bootstrap, action=act, action_at_s=5, drain_s=30, after_s=10)
+    assert done["upgrade"].returncode == 0, done["upgrade"].stdout + done["upgrade"].stderr
+    print(f"\nupgrade on the session cluster:\n{done['upgrade'].stdout}{done['upgrade'].stderr}"
+          f"100/s around it: {load.summary()}")
+    new = JobHome(system.home, "rendezvous").current()
+    assert new.deployment != old.deployment and new.version != old.version and new.rest == cluster.url
+    assert FlinkRest(cluster.url).job(old.flink_job_id)["state"] == "CANCELED"
+    assert new.flink_job_id in live_jobs(cluster)
+    assert FlinkRest(cluster.url).overview()["taskmanagers"] == taskmanagers
+    assert not load.lost and not load.doubled
+    cut = _token_offsets(done["upgrade"].stderr, system.registry.name("requests"))
+    by = {"old": old.deployment, "new": new.deployment}
+
+    def side(s):
+        return "old" if s.offset < cut[s.partition] else "new"
+
+    sides = Counter(side(s) for s in load.sent.values())
+    assert sides["old"] > 100 and sides["new"] > 100, sides
+    wrong = [rid for rid, s in load.sent.items() if s.answers[0][1] != by[side(s)]]
+    assert not wrong, f"{len(wrong)} answered by the wrong deployment, e.g. {load.sent[wrong[0]]}"
+
+
+def test_down_cancels_the_jobs_and_leaves_the_cluster(system, cluster):
+    jobs = live_jobs(cluster)
+    stopped = system.cli("down")
+    assert stopped.returncode == 0 and "flink.rendezvous" in stopped.stdout, stopped.stderr
+    rest = FlinkRest(cluster.url)
+    deadline = time.monotonic() + 30
+    while any(rest.job(jid)["state"] != "CANCELED" for jid in jobs):
+        assert time.monotonic() < deadline, {jid: rest.job(jid)["state"] for jid in jobs}
+        time.sleep(0.5)
+    assert rest.overview()["taskmanagers"] >= 1     # the cluster itself runs on
+
+
+def test_a_cluster_short_of_slots_starts_nothing(system, cluster, tmp_path):
+    """Every slot taken (a second system's need is more than the cluster has): refused before anything starts."""
+    busy = SessionCluster(tmp_path / "tiny", slots=1)
+    busy.start()
+    try:
+        refused = system.cli("up", "--policy", str(system.policy), "--flink", busy.url)
+    finally:
+        busy.stop()
+    assert refused.returncode != 0 and "free task slot" in refused.stderr, refused.stdout + refused.stderr
+    assert "kafka" in system.cli("status").stdout and not list((system.home / "run").glob("flink.*.pid"))
