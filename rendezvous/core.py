@@ -43,6 +43,12 @@ Should that rejection come after the SLA, the request's own refusal (the rendezv
 >>> on_rejection(state, Rejection("r3", "extract", "payload field 'amount' is missing", "payload.amount", 1000),
 ...              policy, now=1120).event
 'late_rejection'
+
+and so does a refused request that itself comes after the SLA:
+
+>>> on_request(RequestState(), "r4", ts=1000, preferred="m@1", policy=policy, now=1150,
+...            refusal=("payload.amount", "payload field 'amount' is missing")).result.rule
+'rejected'
 """
 
 from __future__ import annotations
@@ -150,11 +156,7 @@ def on_timer(state: RequestState, request_id: str, policy: Policy, now: float,
         return Step(clear=True, event="orphan_scores" if state.first_seen is not None else None)
     if now >= _state_end(state, policy):
         return Step(clear=True)
-    if state.refusal and not state.answered and now - state.ts >= policy.sla_ms:
-        # the extract job's rejection is late: a refused payload gets no default score (the same refusal)
-        result = _rejected(state, request_id, "extract", *state.refusal, policy, now)
-    else:
-        result = _try_answer(state, request_id, policy, now, capped)
+    result = _try_answer(state, request_id, policy, now, capped)
     return _schedule(state, _next_timer(state, policy, now), result=result)
 
 
@@ -198,6 +200,10 @@ def _try_answer(state: RequestState, request_id: str, policy: Policy, now: float
                 capped: frozenset[str]) -> Result | None:
     if state.answered:
         return None
+    if state.refusal and now - state.ts >= policy.sla_ms:
+        # the extract job's rejection is late (or the request itself came after the SLA): a refused payload
+        # gets no default score, but the same refusal
+        return _rejected(state, request_id, "extract", *state.refusal, policy, now)
     answer = decide(policy, state.preferred, now - state.ts, state.scores, capped)
     if answer is None:
         return None

@@ -236,7 +236,8 @@ def _wait_ready(home: JobHome, proc: ManagedProcess, p: Plan, old_rest: FlinkRes
 def _reason(proc: ManagedProcess, p: Plan, old_rest: FlinkRest) -> str:
     """Why the new version did not start; a savepoint that does not match names the operator."""
     log = proc.log_tail(400)
-    unmapped = re.search(r"Cannot map checkpoint/savepoint state for operator (\w+)", log)
+    # the job's own error message may come wrapped over lines (the console wraps it): match across them
+    unmapped = re.search(r"Cannot map checkpoint/savepoint state for operator (\w+)", " ".join(log.split()))
     if unmapped:
         op = unmapped.group(1)
         nodes = {n["id"]: n["description"] for n in old_rest.plan(p.old.flink_job_id)["nodes"]}

@@ -69,8 +69,8 @@ def _summary(report: LoadReport, title: str) -> Table:
         table.add_row(what, ", ".join(f"{k} {v / total:.1%}" for k, v in counts.most_common()))
     if report.rejections:
         table.add_row("rejected (stage field)", ", ".join(f"{k} {v:,}" for k, v in report.rejections.most_common()))
-        r = sorted(report.rejected_latencies_ms)
-        table.add_row("rejected: latency p50 / p99", f"{r[len(r) // 2]:.1f} ms / {r[min(len(r) - 1, len(r) * 99 // 100)]:.1f} ms")
+        table.add_row("rejected: latency p50 / p99",
+                      f"{report.percentile(50, rejected=True):.1f} ms / {report.percentile(99, rejected=True):.1f} ms")
     if report.canary_deltas:
         d = report.canary_deltas
         table.add_row("canary delta", f"mean {statistics.fmean(d):+.4f}, mean |delta| "

@@ -46,10 +46,12 @@ class LoadReport:
     def achieved_rate(self) -> float:
         return self.published / self.seconds if self.seconds else 0.0
 
-    def percentile(self, q: float) -> float:
-        if len(self.latencies_ms) < 2:
-            return self.latencies_ms[0] if self.latencies_ms else float("nan")
-        return statistics.quantiles(self.latencies_ms, n=1000, method="inclusive")[int(q * 10) - 1]
+    def percentile(self, q: float, rejected: bool = False) -> float:
+        """The q-th percentile of the answers' latency, or of the rejected ones' only."""
+        values = self.rejected_latencies_ms if rejected else self.latencies_ms
+        if len(values) < 2:
+            return values[0] if values else float("nan")
+        return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
 def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: float, sla_ms: float,

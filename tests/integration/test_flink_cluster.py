@@ -5,8 +5,6 @@ leaves the cluster running. The cluster is stopped at the end, always."""
 
 from __future__ import annotations
 
-import os
-import random
 import threading
 import time
 from collections import Counter
@@ -16,9 +14,7 @@ import pytest
 from savepoints.cluster import SessionCluster
 from savepoints.registry import JobHome
 from savepoints.rest import FlinkRest
-from tests.conftest import free_port_pair
 from tests.integration.test_savepoints import System, _token_offsets, code_copy, upgrade
-from tests.integration.test_system import POLICY
 
 pytestmark = pytest.mark.slow      # a cluster, the whole system and an upgrade: minutes; `make test-slow`
 
@@ -34,17 +30,9 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def system(cluster, tmp_path_factory):
-    home = tmp_path_factory.mktemp("on-cluster")
-    policy = home / "policy.yaml"
-    policy.write_text(POLICY)
-    port = free_port_pair()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
-        "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
-        "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10)), "COLUMNS": "300"}
-    s = System(home, f"127.0.0.1:{port}", env)
-    s.policy = policy
+    s = System.in_home(tmp_path_factory.mktemp("on-cluster"))
     try:
-        started = s.cli("up", "--policy", str(policy), "--flink", cluster.url)
+        started = s.cli("up", "--policy", str(s.policy), "--flink", cluster.url)
         assert started.returncode == 0, started.stdout + started.stderr
         yield s
     finally:

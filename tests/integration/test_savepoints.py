@@ -32,6 +32,18 @@ class System:
     def __init__(self, home, bootstrap, env):
         self.home, self.bootstrap, self.env = home, bootstrap, env
         self.registry = TopicRegistry.load(prefix="")
+        self.policy = home / "policy.yaml"
+
+    @classmethod
+    def in_home(cls, home) -> "System":
+        """A system of its own in `home`: the small system's policy, free ports, no SCORESTREAM_* of the caller."""
+        port = free_port_pair()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
+            "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
+            "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10)), "COLUMNS": "300"}
+        s = cls(home, f"127.0.0.1:{port}", env)
+        s.policy.write_text(POLICY)
+        return s
 
     def cli(self, *args, timeout=300) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "scorestream.cli", *args], env=self.env, capture_output=True,
@@ -60,17 +72,10 @@ class System:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
-    home = tmp_path_factory.mktemp("savepoints")
-    policy = home / "policy.yaml"
-    policy.write_text(POLICY)
-    port = free_port_pair()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
-        "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
-        "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10)), "COLUMNS": "300"}
-    s = System(home, f"127.0.0.1:{port}", env)
-    started = s.cli("up", "--policy", str(policy))
+    s = System.in_home(tmp_path_factory.mktemp("savepoints"))
+    started = s.cli("up", "--policy", str(s.policy))
     assert started.returncode == 0, started.stdout + started.stderr
-    s.policy = policy                   # `up` returned warmed up (scorestream/warmup.py)
+    # `up` returned warmed up (scorestream/warmup.py)
     yield s
     stopped = s.cli("down")
     assert stopped.returncode == 0 and "kafka" in stopped.stdout
