@@ -18,7 +18,7 @@ import logging
 from dataclasses import replace
 
 import orjson
-from pyflink.common import Types, WatermarkStrategy
+from pyflink.common import Row, Types, WatermarkStrategy
 from pyflink.datastream import OutputTag
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
@@ -64,12 +64,6 @@ def parse(value: str | None) -> tuple | None:
         return ("score", str(doc["request_id"]), f"{doc['model']}@{doc['version']}", float(doc["score"]))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):  # ContractError: ValueError
         return None
-
-
-def request_id_of(row) -> str:
-    """The key of a request or a score ("" for a token and what does not parse: dropped and counted downstream)."""
-    event = parse(row[0])
-    return event[1] if event and event[0] != "token" else ""
 
 
 class Rendezvous(KeyedBroadcastProcessFunction):
@@ -288,7 +282,7 @@ class Rendezvous(KeyedBroadcastProcessFunction):
             self.metrics.LATENCY.observe(r.latency_ms / 1000.0)
             if r.canary:
                 self.metrics.CANARY_DELTA.observe(r.canary["delta"])
-            yield r.to_json().decode()
+            yield Row(r.request_id, r.to_json().decode())     # keyed by request id on scoring.results
 
 
 def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_port: int = 0,
@@ -299,8 +293,8 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
     no_wm = WatermarkStrategy.no_watermarks()
     # one source for the four keyed topics, with each record's partition (the cut of a hot swap is per partition)
     keyed = [registry.name(t) for t in ("requests", "scores", "rejections", "outcomes")]
-    events = flink.kafka_partitioned_source(env, "rendezvous_events", keyed, group, bootstrap, start=start,
-                                            properties=kafka.gathered_fetch(java=True))
+    events = flink.kafka_keyed_source(env, "rendezvous_events", keyed, group, bootstrap, start=start,
+                                      properties=kafka.gathered_fetch(java=True))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
                                                   start="earliest"), no_wm, "control")
                .uid("rendezvous.source.control"))
@@ -309,12 +303,11 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
                                                      start="latest"), no_wm, "posteriors")
                   .uid("rendezvous.source.posteriors"))
     topics = {t: registry.name(t) for t in ("requests", "outcomes", "posteriors", "deadletter")}
-    answers = (events.key_by(request_id_of, key_type=Types.STRING())
-               .connect(control.union(posteriors).broadcast(POLICY_STATE))
+    answers = (events.connect(control.union(posteriors).broadcast(POLICY_STATE))
                .process(Rendezvous(policy.to_dict(), metrics_port, bootstrap, topics, answered_before, answered_by,
-                                   predecessor), output_type=Types.STRING())
+                                   predecessor), output_type=flink.keyed_row_type())
                .uid("rendezvous").name("rendezvous"))
-    answers.sink_to(flink.kafka_sink(registry.name("results"), bootstrap)).uid("rendezvous.sink")
+    flink.kafka_keyed_sink(env, answers, "rendezvous_results", registry.name("results"), bootstrap)
     (answers.get_side_output(REWARDS)
         .key_by(lambda _: "bandit", key_type=Types.STRING())
         .process(Learner(topics["posteriors"], bootstrap), output_type=Types.STRING())

@@ -133,9 +133,11 @@ def main(job: str, rate: float, duration: float) -> None:
     registry = TopicRegistry.load()
     sla = Policy.load(DEFAULT_PATH).sla_ms
     requests, results = registry.name("requests"), registry.name("results")
-    from scorestream.load import warm_up
-    if not warm_up(requests, results, rate, sla):      # fresh JVMs and caches first: the system, not its start
-        print("warning: answers never came 99 % within the SLA while warming up")
+    from scorestream.settings import KafkaSettings
+    from scorestream.warmup import warm_up        # the one warm-up (up's): the system, not its start
+    warmed = warm_up(KafkaSettings().bootstrap(), sla, rate, 60.0, registry)
+    if not warmed.steady:
+        print(f"warning: {warmed.line()}")
     plain = swap_load(requests, results, rate, duration, sla, seed=11)
     print(f"without an upgrade: {plain.summary()}; lost {len(plain.lost)}, doubled {len(plain.doubled)}")
     upgrade: dict = {}

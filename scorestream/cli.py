@@ -70,15 +70,24 @@ def _policy_option(f):
               help="Submit the Flink jobs to the session cluster at this REST address (e.g. http://127.0.0.1:8081) "
                    "instead of running each in its own process. [default: the cluster the running system uses, "
                    "else embedded]")
+@click.option("--warm-up", type=float, default=60.0, show_envvar=True,
+              help="At most this many seconds of synthetic warm-up traffic after starting a Flink job or a worker "
+                   "(0: none).")
+@click.option("--warm-up-rate", type=float, default=200.0, show_envvar=True, help="Requests per second of the warm-up traffic.")
 def up(port: int | None, policy_path: Path | None, broker_only: bool, brokers: int | None, restores: tuple[str, ...],
-       fresh: bool, flink_url: str | None) -> None:
-    """Start the embedded system; returns when every part runs. Harmless when running.
+       fresh: bool, flink_url: str | None, warm_up: float, warm_up_rate: float) -> None:
+    """Start the embedded system; returns when every part runs and answers steadily. Harmless when running.
 
     A Kafka broker (KRaft) on 127.0.0.1, the topics of topics.yaml, the Flink
     extract and rendezvous jobs, the decoy, and one worker per model the
     policy names (the canary among them). With --flink URL the two Flink jobs
     go to that session cluster (its settings: docs/savepoints.md); `down`
     stops them there with a savepoint and leaves the cluster running.
+
+    Fresh JVMs answer late for their first minutes (JIT): when it started a Flink
+    job or a worker, `up` sends synthetic traffic until the preferred model
+    answers and the answers come steadily within the SLA, so that users' first
+    requests do not pay for the start (scorestream/warmup.py).
 
     A Flink job that is not running starts from its newest savepoint or retained
     checkpoint under <home>/savepoints/<job>/ (after a crash: nothing lost, nothing
@@ -90,11 +99,13 @@ def up(port: int | None, policy_path: Path | None, broker_only: bool, brokers: i
         if not sep or job_name not in ("extract", "rendezvous"):
             raise UserError(f"--restore {item!r}: give JOB=PATH with JOB extract or rendezvous")
         restore[job_name] = path
-    bring_up(_stack_settings(port, brokers), policy_path, broker_only, restore, flink_url)
+    bring_up(_stack_settings(port, brokers), policy_path, broker_only, restore, flink_url, warm_up, warm_up_rate)
 
 
 def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_only: bool = False,
-             restore: dict[str, str] | None = None, flink: str | None = None):
+             restore: dict[str, str] | None = None, flink: str | None = None, warm_up_s: float = 60.0,
+             warm_up_rate: float = 200.0):
+    """`up`; returns the broker and whether it warmed the system up."""
     with err.status("starting the embedded system (Flink jobs take ~30 s) ..."):
         broker, seconds, plan, started = stack.up(settings, broker_only, policy_path, restore, flink)
     if seconds is None:
@@ -105,7 +116,22 @@ def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_on
         out.print(f"topics: {line}")
     if started:
         out.print(f"started: {', '.join(started)}")
-    return broker
+    cold = any(name.startswith(("flink.", "score.")) for name in started)
+    if cold and warm_up_s > 0:
+        warm_up_system(broker.bootstrap, policy_path, warm_up_rate, warm_up_s)
+    return broker, cold and warm_up_s > 0
+
+
+def warm_up_system(bootstrap: str, policy_path: Path | None, rate: float, budget_s: float) -> None:
+    """The one warm-up (scorestream/warmup.py), with its progress on stderr and its outcome on stdout."""
+    from rendezvous.policy import DEFAULT_PATH, Policy
+    from scorestream import warmup
+
+    sla_ms = Policy.load(policy_path or DEFAULT_PATH).sla_ms
+    with err.status(f"warming up: the first answers from the models, then {rate:g} requests/s ...") as shown:
+        done = warmup.warm_up(bootstrap, sla_ms, rate, budget_s, on_round=lambda n, within: shown.update(
+            f"warming up at {rate:g} requests/s: round {n}, {within:.2%} within the SLA ..."))
+    out.print(done.line())
 
 
 @cli.command()

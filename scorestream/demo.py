@@ -7,67 +7,54 @@ import time
 from pathlib import Path
 
 import click
-from confluent_kafka import KafkaException
 from rich.table import Table
 
-from scorestream import stack
+from scorestream import costs
 from scorestream.bench import floor
-from scorestream.client import ScoringClient
 from scorestream.console import err, out, progress
 from scorestream.errors import UserError
-from scorestream.load import LoadReport, run_load, warm_up
+from scorestream.load import LoadReport, run_load
 from scorestream.settings import StackSettings
-from scorestream.synthetic import TransactionGenerator
 from scorestream.topics import TopicRegistry
 
-WARM_UP_TIMEOUT_S = 180.0
-STEADY_ROUNDS = 20          # at most this many 3-second rounds of warm-up traffic
+WARM_UP_BUDGET_S = 60.0
 
 
-def _system_up(policy_path: Path | None, rate: float, running: str | None = None):
-    """The embedded system brought up, or the one already running at bootstrap `running`; then warmed up."""
+def _system_up(policy_path: Path | None, rate: float, warm_anyway: bool, running: str | None = None):
+    """`up` (which warms a started system up at `rate`), or the system already running at bootstrap `running`;
+    warm_anyway: warm a system up that was running already too. Returns its bootstrap and the policy."""
     from rendezvous.policy import DEFAULT_PATH, Policy
-    from scorestream.cli import bring_up
+    from scorestream.cli import bring_up, warm_up_system
 
-    bootstrap = running or bring_up(StackSettings(), policy_path).bootstrap
-    policy = Policy.load(policy_path or DEFAULT_PATH)
-    _first_answer(bootstrap, policy.sla_ms)
-    _steady(bootstrap, rate, policy.sla_ms)
-    return bootstrap, policy
-
-
-def _steady(bootstrap: str, rate: float, sla_ms: float) -> None:
-    registry = TopicRegistry.load()
-    with err.status("warming up (the Flink jobs are slow for their first seconds) ..."):
-        if warm_up(registry.name("requests"), registry.name("results"), rate, sla_ms, bootstrap, STEADY_ROUNDS):
-            return
-    err.print(f"still not steady after {STEADY_ROUNDS} rounds of warm-up traffic; measuring anyway")
+    warmed = False
+    if running is None:
+        broker, warmed = bring_up(StackSettings(), policy_path, warm_up_s=WARM_UP_BUDGET_S, warm_up_rate=rate)
+    bootstrap = running or broker.bootstrap
+    if warm_anyway and not warmed:
+        warm_up_system(bootstrap, policy_path, rate, WARM_UP_BUDGET_S)
+    return bootstrap, Policy.load(policy_path or DEFAULT_PATH)
 
 
-def _first_answer(bootstrap: str, sla_ms: float) -> None:
-    """Until the preferred path answers: the workers have joined their groups, the jobs read."""
-    began = time.monotonic()
-    payloads = iter(TransactionGenerator(0))
-    try:
-        client = ScoringClient(bootstrap)
-    except KafkaException as exc:
-        raise UserError(f"no Kafka broker answers at {bootstrap} ({exc.args[0].str()}): is the system up?") from exc
-    with err.status("waiting for the first answers from the models ..."), client:
-        while time.monotonic() - began < WARM_UP_TIMEOUT_S:
-            try:
-                if client.score(next(payloads).payload, timeout=max(1.0, sla_ms / 100)).rule == "preferred":
-                    return
-            except TimeoutError:
-                pass
-    raise UserError(f"no answer from the preferred model after {WARM_UP_TIMEOUT_S:.0f}s: `scorestream status` "
-                    "and the logs under .scorestream/logs say which part is missing")
-
-
-def _load(bootstrap: str, rate: float, duration_s: float, sla_ms: float, bad_share: float = 0.0) -> LoadReport:
+def _load(bootstrap: str, rate: float, duration_s: float, sla_ms: float, bad_share: float = 0.0,
+          **hooks) -> LoadReport:
     registry = TopicRegistry.load()
     with progress(int(rate * duration_s), f"{rate:g} requests/s for {duration_s:g}s") as advance:
         return run_load(registry.name("requests"), registry.name("results"), rate, duration_s, sla_ms, bootstrap,
-                        seed=int(time.time()), on_progress=advance, bad_share=bad_share)
+                        seed=int(time.time()), on_progress=advance, bad_share=bad_share, **hooks)
+
+
+def _measured_load(bootstrap: str, rate: float, duration_s: float, sla_ms: float, bad_share: float,
+                   idle_s: float) -> tuple[LoadReport, costs.CostModel]:
+    """The load, with the cost model of every part: idle_s without traffic first, then the counted traffic."""
+    time.sleep(1.0)                                   # the warm-up's last answers and fetches settle
+    with err.status(f"the idle cost: {idle_s:g}s without traffic ..."):
+        before = costs.sample()
+        time.sleep(idle_s)
+        idle = (before, costs.sample())
+    marks: list[costs.Sample] = []
+    report = _load(bootstrap, rate, duration_s, sla_ms, bad_share, on_counted=lambda: marks.append(costs.sample()),
+                   on_answered=lambda: marks.append(costs.sample()))
+    return report, costs.CostModel(idle, (marks[0], marks[1]), report.published)
 
 
 def _summary(report: LoadReport, title: str) -> Table:
@@ -98,7 +85,7 @@ def _summary(report: LoadReport, title: str) -> Table:
               help="Rendezvous policy file. [default: rendezvous/policy.yaml]")
 def demo(rate: float, duration: float, policy_path: Path | None) -> None:
     """Bring the whole system up, send steady synthetic traffic, and summarise the answers."""
-    bootstrap, policy = _system_up(policy_path, rate)
+    bootstrap, policy = _system_up(policy_path, rate, warm_anyway=False)
     report = _load(bootstrap, rate, duration, policy.sla_ms)
     out.print(_summary(report, "scorestream demo"))
     out.print("the system keeps running: `scorestream status`, `scorestream results`, `scorestream down`")
@@ -117,20 +104,29 @@ def demo(rate: float, duration: float, policy_path: Path | None) -> None:
                    "127.0.0.1:9092) instead of starting the embedded one; --policy must name its policy's SLA.")
 @click.option("--bad-share", type=click.FloatRange(0, 0.5), default=0.0,
               help="Share of requests with a payload the extractor refuses; their rejection latency is shown apart.")
+@click.option("--idle", "idle_s", type=float, default=5.0,
+              help="Seconds without traffic before the load, for the idle cost of every part.")
 def bench(rate: float, duration: float, policy_path: Path | None, skip_floor: bool, running: str | None,
-          bad_share: float) -> None:
-    """Publish->answer latency of the system at a fixed offered rate, beside the bare-Kafka floor.
+          bad_share: float, idle_s: float) -> None:
+    """Publish->answer latency of the system at a fixed offered rate, beside the bare-Kafka floor, and the cost
+    model of every part.
 
     The floor runs the same load through the same number of Kafka hops with
     trivial forwarders, in the same run, so the ratio shows what the
-    architecture adds. Also prints the resident memory of the embedded system.
+    architecture adds. The cost model (the embedded system only): per part
+    (broker, each Flink job, decoy, each worker, canary monitor), CPU ms per
+    1,000 requests over the measured interval (all it spent, and above its idle
+    cost), CPU ms per second idle (over --idle seconds before the load) and
+    resident memory, from the processes' own counters (/proc).
     """
-    bootstrap, policy = _system_up(policy_path, rate, running)
-    system = _load(bootstrap, rate, duration, policy.sla_ms, bad_share)
-    out.print(_summary(system, f"system at {rate:g}/s"))
-    if not running:
-        rss = sum(row.rss_mb for row in stack.status())
-        out.print(f"resident memory of the embedded system: {rss:,.0f} MiB")
+    bootstrap, policy = _system_up(policy_path, rate, warm_anyway=True, running=running)
+    if running:
+        system = _load(bootstrap, rate, duration, policy.sla_ms, bad_share)
+        out.print(_summary(system, f"system at {rate:g}/s"))
+    else:
+        system, cost = _measured_load(bootstrap, rate, duration, policy.sla_ms, bad_share, idle_s)
+        out.print(_summary(system, f"system at {rate:g}/s"))
+        out.print(cost.table(f"cost model at {rate:g}/s"))
     if not skip_floor:
         with err.status("the bare-Kafka floor ..."):
             bare = floor(rate, duration, policy.sla_ms, bootstrap)

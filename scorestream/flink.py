@@ -144,6 +144,32 @@ def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str 
     return builder.build()
 
 
+def table_environment(env):
+    """The one StreamTableEnvironment of `env` (Kafka tables in and out of a DataStream graph share it).
+
+    Operator uids of table operators are generated from the plan: savepoints restore by them.
+    """
+    t_env = getattr(env, "_scorestream_table_env", None)
+    if t_env is None:
+        from pyflink.table import StreamTableEnvironment
+        t_env = env._scorestream_table_env = StreamTableEnvironment.create(env)
+        t_env.get_config().set("table.exec.uid.generation", "ALWAYS")
+    return t_env
+
+
+def _kafka_table(t_env, name: str, columns: str, options: dict[str, str]) -> None:
+    with_ = ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE `{name}` ({columns}) WITH ({with_})")
+
+
+def _source_options(topics: list[str], group: str, bootstrap: str, start: str, properties: dict | None) -> dict:
+    mode = {"earliest": "earliest-offset", "latest": "latest-offset", "committed": "group-offsets"}[start]
+    return {"connector": "kafka", "topic": ";".join(topics), "value.format": "raw",
+            "properties.bootstrap.servers": bootstrap, "properties.group.id": group,
+            "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
+            "scan.startup.mode": mode} | {f"properties.{k}": str(v) for k, v in (properties or {}).items()}
+
+
 def kafka_partitioned_source(env, name: str, topics: list[str], group: str, bootstrap: str, start: str = "committed",
                               properties: dict | None = None):
     """Records of `topics` as rows (value, topic, partition), through the Table API's Kafka connector: the
@@ -151,19 +177,57 @@ def kafka_partitioned_source(env, name: str, topics: list[str], group: str, boot
 
     start: earliest | latest | committed (earliest when none). Read committed; the value is the raw UTF-8 text.
     """
-    from pyflink.table import StreamTableEnvironment
-
-    mode = {"earliest": "earliest-offset", "latest": "latest-offset", "committed": "group-offsets"}[start]
-    options = {"connector": "kafka", "topic": ";".join(topics), "format": "raw",
-               "properties.bootstrap.servers": bootstrap, "properties.group.id": group,
-               "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
-               "scan.startup.mode": mode} | {f"properties.{k}": str(v) for k, v in (properties or {}).items()}
-    t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("table.exec.uid.generation", "ALWAYS")   # stable operator ids: savepoints restore by them
-    with_ = ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE `{name}` (`value` STRING, `topic` STRING METADATA VIRTUAL, "
-                      f"`partition` INT METADATA VIRTUAL) WITH ({with_})")
+    t_env = table_environment(env)
+    _kafka_table(t_env, name, "`value` STRING, `topic` STRING METADATA VIRTUAL, `partition` INT METADATA VIRTUAL",
+                 _source_options(topics, group, bootstrap, start, properties))
     return t_env.to_data_stream(t_env.from_path(f"`{name}`"))
+
+
+def kafka_keyed_source(env, name: str, topics: list[str], group: str, bootstrap: str, start: str = "committed",
+                       properties: dict | None = None):
+    """Rows (value, topic, partition) of `topics`, keyed by their Kafka key (every topic's key is the request
+    id; a record without one is keyed by its value's `request_id`, else by ""), as a KeyedStream.
+
+    The key is taken in Java (SQL), not by a Python key selector: the rows come out as (key, row), the
+    shape PyFlink's own key_by builds with a Python call per record, and are keyed by field 0.
+    """
+    from pyflink.common import Types
+    from pyflink.datastream.data_stream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    t_env = table_environment(env)
+    options = _source_options(topics, group, bootstrap, start, properties) | {
+        "key.format": "raw", "key.fields": "key", "value.fields-include": "EXCEPT_KEY"}
+    _kafka_table(t_env, name, "`key` STRING, `value` STRING, `topic` STRING METADATA VIRTUAL, "
+                              "`partition` INT METADATA VIRTUAL", options)
+    keyed = t_env.sql_query(
+        f"SELECT COALESCE(NULLIF(`key`, ''), JSON_VALUE(`value`, '$.request_id'), '') AS `key`, "
+        f"ROW(`value`, `topic`, `partition`) AS `row` FROM `{name}`")
+    row_type = Types.ROW_NAMED(["value", "topic", "partition"], [Types.STRING(), Types.STRING(), Types.INT()])
+    # a RowTypeInfo, not to_data_stream's ExternalTypeInfo: PyFlink's keyed operators cast their input type to it
+    stream = t_env.to_append_stream(keyed, Types.ROW_NAMED(["key", "row"], [Types.STRING(), row_type]))
+    j_keyed = stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
+                                           Types.ROW([Types.STRING()]).get_java_type_info())
+    return KeyedStream(j_keyed, row_type, stream)
+
+
+def keyed_row_type():
+    """The output type of a function whose rows go to kafka_keyed_sink: (key, value)."""
+    from pyflink.common import Types
+    return Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
+
+
+def kafka_keyed_sink(env, stream, name: str, topic: str, bootstrap: str, linger_ms: int = 1) -> None:
+    """Rows (key, value) of `stream` (type keyed_row_type()) to `topic`, with that Kafka key, through the Table
+    API's Kafka connector; at-least-once (flushed on every checkpoint), as kafka_sink."""
+    t_env = table_environment(env)
+    _kafka_table(t_env, name, "`key` STRING, `value` STRING", {
+        "connector": "kafka", "topic": topic, "properties.bootstrap.servers": bootstrap,
+        "key.format": "raw", "key.fields": "key", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
+        "sink.delivery-guarantee": "at-least-once", "properties.linger.ms": str(linger_ms)})
+    statements = t_env.create_statement_set()
+    statements.add_insert(f"`{name}`", t_env.from_data_stream(stream))
+    statements.attach_as_datastream()
 
 
 def kafka_sink(topic: str, bootstrap: str, linger_ms: int = 1):

@@ -56,7 +56,7 @@ class LoadReport:
 
 def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: float, sla_ms: float,
              bootstrap: str | None = None, seed: int = 1, drain_s: float = 5.0, on_progress=None,
-             lead_in_s: float = 1.0, bad_share: float = 0.0) -> LoadReport:
+             lead_in_s: float = 1.0, bad_share: float = 0.0, on_counted=None, on_answered=None) -> LoadReport:
     """Publish rate*duration_s requests at `rate`, collect their answers until all came or drain_s passed.
 
     A share `bad_share` of the requests carries a payload the extractor refuses (an amount that is not a
@@ -64,6 +64,8 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
 
     The first lead_in_s of traffic, at the same rate, is not counted: a new producer has to connect and
     get its producer id first, and the records queued meanwhile would count as the system's latency.
+    on_counted() is called when the counted traffic begins, on_answered() when its answers came (or drain_s
+    passed): the measured interval of the cost model.
     """
     report = LoadReport(rate, sla_ms)
     sent: dict[bytes, int] = {}
@@ -111,6 +113,8 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
         if delay > 0:
             time.sleep(delay)
         if i == 0:
+            if on_counted:
+                on_counted()
             counted_from = time.perf_counter()
         sample = next(samples)
         payload = dict(sample.payload, amount="not a number") if bad_every and i % bad_every == 0 else sample.payload
@@ -126,23 +130,11 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
     report.published = total
     deadline = time.monotonic() + drain_s
     while len(answered) < total and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
+    if on_answered:
+        on_answered()
     time.sleep(0.5)                      # a second answer would show up now
     stop.set()
     reader.join(5)
     return report
 
-
-def warm_up(requests_topic: str, answers_topic: str, rate: float, sla_ms: float, bootstrap: str | None = None,
-            rounds: int = 20) -> bool:
-    """Rounds of 3 s of traffic until 99 % of answers come within the SLA; False if they never did.
-
-    Fresh JVMs (JIT) and Python caches are slow for their first seconds after start: a demo or a
-    benchmark measures the system, not its start.
-    """
-    for round_ in range(rounds):
-        report = run_load(requests_topic, answers_topic, min(rate, 200.0), 3.0, sla_ms, bootstrap,
-                          seed=round_, drain_s=2.0)
-        if report.published and report.within_sla >= 0.99:
-            return True
-    return False

@@ -13,14 +13,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of pid, or None when it is gone or a zombie."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = _fields(pid)
     except OSError:
         return None
-    fields = stat.rsplit(")", 1)[1].split()
     state, start = fields[0], fields[19]
     return None if state in ("Z", "X") else start
 
@@ -103,22 +105,53 @@ def _reap(pid: int) -> bool:
         return False
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of pid and all its descendants (a Flink job's JVM is a child of its Python)."""
-    children: dict[int, list[int]] = {}
+def _fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (field 3, the state, first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children() -> dict[int, list[int]]:
+    """Every process's children, from one pass over /proc."""
+    found: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo += children.get(p, [])
-        try:
-            rss_pages = int(Path(f"/proc/{p}/statm").read_text().split()[1])
+            found.setdefault(int(_fields(int(stat.parent.name))[1]), []).append(int(stat.parent.name))
         except (OSError, IndexError, ValueError):
             continue
-        total += rss_pages * os.sysconf("SC_PAGE_SIZE")
+    return found
+
+
+def tree(pid: int, children_of: dict[int, list[int]] | None = None) -> list[int]:
+    """pid and all its descendants (a Flink job's JVM is a child of its Python)."""
+    children_of = children() if children_of is None else children_of
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children_of.get(p, [])
+    return found
+
+
+def rss_bytes(pid: int, children_of: dict[int, list[int]] | None = None) -> int:
+    """Resident memory of pid and all its descendants."""
+    total = 0
+    for p in tree(pid, children_of):
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            continue
     return total
+
+
+def cpu_seconds(pid: int, children_of: dict[int, list[int]] | None = None) -> float:
+    """CPU time (user + system, every thread) of pid and all its descendants so far, including their children
+    that have exited and were waited for (the kernel adds those to their parent's cutime/cstime)."""
+    ticks = 0
+    for p in tree(pid, children_of):
+        try:
+            fields = _fields(p)
+        except OSError:
+            continue
+        ticks += sum(int(x) for x in fields[11:15])     # utime stime cutime cstime: fields 14-17 of stat(5)
+    return ticks / CLOCK_TICKS
+

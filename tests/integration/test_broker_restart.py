@@ -24,7 +24,7 @@ from scorestream.contract import Result
 from scorestream.publish import synthetic_requests
 from scorestream.settings import StackSettings
 from scorestream.synthetic import TransactionGenerator
-from tests.integration.test_system import system, warm_up  # noqa: F401 - the module's own system
+from tests.integration.test_system import system  # noqa: F401 - the module's own system (`up` returned warmed up)
 from tests.readback import count_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
@@ -35,7 +35,6 @@ OUTAGE_S = 10.0
 def test_broker_stopped_for_10s_under_load_loses_nothing_and_answers_once(system):
     home, bootstrap, registry = system
     settings = StackSettings(home=home, kafka_port=int(bootstrap.rsplit(":", 1)[1]))
-    warm_up(system)
     results: Counter = Counter()
     by_id: dict[str, Result] = {}
     stop_reading = threading.Event()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from canary.alerts import read_alerts
-from scorestream.load import run_load, warm_up
+from scorestream.load import run_load
 from scorestream.process import ManagedProcess
 from scorestream.stack import CANARY_PORT_OFFSET
 from scorestream.topics import TopicRegistry
@@ -106,7 +106,6 @@ def test_stopped_workers_raise_the_default_answers_alert_in_the_monitor_and_in_p
     home, bootstrap, base, cli = system
     registry = TopicRegistry.load(prefix="")
     requests, results, alerts = registry.name("requests"), registry.name("results"), registry.name("alerts")
-    warm_up(requests, results, 50, 400, bootstrap, rounds=10)
     healthy = run_load(requests, results, 50, 15, 400, bootstrap, seed=1)
     assert healthy.by_rule.get("preferred", 0) > healthy.answered / 2
     targets = api(prometheus, "targets")["activeTargets"]

@@ -26,7 +26,7 @@ from scorestream.settings import StackSettings
 from scorestream.synthetic import TransactionGenerator
 from scorestream.topics import TopicRegistry
 from tests.conftest import free_port_block
-from tests.integration.test_system import POLICY, warm_up
+from tests.integration.test_system import POLICY
 from tests.readback import count_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
@@ -63,7 +63,6 @@ def test_a_node_killed_under_load_loses_nothing_and_answers_once(cluster_system)
     meta = kafka.admin(bootstrap).list_topics(timeout=10)
     assert len(meta.brokers) == 3
     assert {len(p.replicas) for p in meta.topics[registry.name("requests")].partitions.values()} == {3}
-    warm_up((home, bootstrap, registry))
 
     answers: dict[str, list[tuple[Result, float]]] = {}
     stop_reading = threading.Event()

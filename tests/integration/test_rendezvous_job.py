@@ -61,9 +61,13 @@ class Harness:
 
     def results(self, want: set[str], timeout_s: float = 30) -> list[Result]:
         """Every result of the topic for the wanted ids, waiting until all arrived (then a little longer)."""
+        return [r for _, r in self.keyed_results(want, timeout_s)]
+
+    def keyed_results(self, want: set[str], timeout_s: float = 30) -> list[tuple[bytes | None, Result]]:
+        """results(), each with its Kafka key."""
         consumer = kafka.consumer(f"test-{uuid.uuid4().hex[:6]}", self.bootstrap)
         consumer.subscribe([self.registry.name("results")])
-        found: list[Result] = []
+        found: list[tuple[bytes | None, Result]] = []
         deadline = time.monotonic() + timeout_s
         settle = None
         while time.monotonic() < deadline and (settle is None or time.monotonic() < settle):
@@ -71,8 +75,8 @@ class Harness:
                 if not msg.error():
                     r = Result.from_json(msg.value())
                     if r.request_id in want:
-                        found.append(r)
-            if settle is None and {r.request_id for r in found} >= want:
+                        found.append((msg.key(), r))
+            if settle is None and {r.request_id for _, r in found} >= want:
                 settle = time.monotonic() + 1.0      # would a second answer come? wait and see
         consumer.close()
         return found
@@ -121,6 +125,24 @@ def test_preferred_fallback_canary_and_default(rendezvous):
     default = results[ids["nothing"]]
     assert (default.rule, default.score, default.model) == ("default", -1.0, None)
     assert 300 <= default.latency_ms < 300 + 200
+
+
+def test_results_are_keyed_by_request_id_and_a_request_without_key_is_answered(rendezvous):
+    """Every result's Kafka key is its request id (so any client can partition, compact, look up answers). The
+    job keys its input by the Kafka key; a request a producer sent without one is keyed by its request id."""
+    h = rendezvous
+    tag = uuid.uuid4().hex[:6]
+    keyed, unkeyed = [f"{tag}-keyed-{i}" for i in range(10)], f"{tag}-unkeyed"
+    for rid in keyed:
+        h.request(rid)
+        h.score(rid, "fraud_xgb@3", 0.7)
+    request = Request(unkeyed, int(time.time() * 1000), PAYLOAD)
+    kafka.produce(h.producer, h.registry.name("requests"), KafkaRecord(None, request.to_json()))
+    h.score(unkeyed, "fraud_xgb@3", 0.6)
+    found = h.keyed_results(set(keyed) | {unkeyed})
+    assert sorted(r.request_id for _, r in found) == sorted(keyed + [unkeyed])
+    assert all(key == r.request_id.encode() for key, r in found), found
+    assert {r.rule for _, r in found} == {"preferred"}       # the unkeyed request met its score
 
 
 def test_exactly_one_answer_despite_duplicates_and_late_scores(rendezvous):

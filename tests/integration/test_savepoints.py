@@ -19,7 +19,7 @@ import pytest
 
 from savepoints.registry import JobHome
 from scorestream import kafka
-from scorestream.load import run_load, warm_up
+from scorestream.load import run_load
 from scorestream.process import ManagedProcess
 from scorestream.topics import TopicRegistry
 from tests.conftest import free_port_pair
@@ -75,8 +75,7 @@ def system(tmp_path_factory):
     s = System.in_home(tmp_path_factory.mktemp("savepoints"))
     started = s.cli("up", "--policy", str(s.policy))
     assert started.returncode == 0, started.stdout + started.stderr
-    assert warm_up(s.registry.name("requests"), s.registry.name("results"), 100, 400, s.bootstrap), \
-        "answers never came steadily within the SLA"
+    # `up` returned warmed up (scorestream/warmup.py)
     yield s
     stopped = s.cli("down")
     assert stopped.returncode == 0 and "kafka" in stopped.stdout
@@ -122,7 +121,7 @@ def test_sigkill_under_load_loses_nothing_and_doubles_nothing(system):
         time.sleep(8)
         os.killpg(job.pid(), signal.SIGKILL)
         killed = time.monotonic()
-        recovered = system.cli("up", "--policy", str(system.policy))
+        recovered = system.cli("up", "--policy", str(system.policy), "--warm-up", "0")   # the load warms it
         timings["up_s"] = time.monotonic() - killed
         timings["up"] = recovered
 

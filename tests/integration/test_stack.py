@@ -33,7 +33,7 @@ def test_broker_that_cannot_start_says_so_and_leaves_nothing(tmp_path):
 
 def test_cli_up_twice_down_twice(tmp_path):
     env = os.environ | {"SCORESTREAM_HOME": str(tmp_path), "SCORESTREAM_KAFKA_PORT": str(free_port_pair()),
-                        "SCORESTREAM_TOPIC_PREFIX": "cli."}
+                        "SCORESTREAM_TOPIC_PREFIX": "cli.", "SCORESTREAM_UP_WARM_UP": "0"}
     env.pop("SCORESTREAM_BOOTSTRAP_SERVERS", None)
 
     def run(*args):

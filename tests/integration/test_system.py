@@ -15,7 +15,7 @@ import pytest
 from scorestream import kafka
 from scorestream.client import assigned_consumer
 from scorestream.contract import Request, Result
-from scorestream.load import run_load, warm_up as steady
+from scorestream.load import run_load
 from scorestream.synthetic import TransactionGenerator
 from scorestream.process import ManagedProcess
 from scorestream.topics import TopicRegistry
@@ -53,6 +53,8 @@ def system(tmp_path_factory):
 
     started = cli("up", "--policy", str(policy))
     assert started.returncode == 0, started.stdout + started.stderr
+    # `up` returns after its warm-up (the preferred model answered, then rounds of traffic), not before
+    assert "warmed up in" in started.stdout or "warm-up stopped after" in started.stdout, started.stdout
     bootstrap = f"127.0.0.1:{port}"
     registry = TopicRegistry.load(prefix="")
     yield home, bootstrap, registry
@@ -66,24 +68,11 @@ def load(system, count, rate=50.0, drain_s=10.0):
                     seed=random.randrange(10**6), drain_s=drain_s)
 
 
-def warm_up(system):
-    """The preferred model answers, then answers come steadily (as `demo` and `bench` wait for)."""
-    home, bootstrap, registry = system
-    for _ in range(60):
-        report = load(system, 10, rate=20, drain_s=3)
-        if report.by_rule.get("preferred"):
-            break
-    else:
-        pytest.fail("the preferred model never answered")
-    steady(registry.name("requests"), registry.name("results"), 50, 400, bootstrap, rounds=10)
-
-
 def test_a_bad_payload_is_answered_rejected_at_once(system):
     """20 requests with ids but bad payloads among 200 good ones: each bad one answered once, as rejected (by the
     rejection path, not by the default at the SLA), with its reason; the good ones as usual. How soon: a benchmark
     measures it (docs/benchmarks.md), a test on a shared machine does not."""
     home, bootstrap, registry = system
-    warm_up(system)
     answers = assigned_consumer(registry.name("results"), bootstrap)
     producer = kafka.producer(bootstrap, **{"linger.ms": 0})
     got: dict[str, list[tuple[Result, float]]] = {}
@@ -131,7 +120,6 @@ def test_a_bad_payload_is_answered_rejected_at_once(system):
 
 def test_every_request_one_answer_then_cascade_then_default(system):
     home = system[0]
-    warm_up(system)
     healthy = load(system, 300)
     assert (healthy.answered, healthy.duplicates) == (300, 0)
     assert healthy.by_rule["preferred"] > 150      # most: the rest is the cascade doing its job on a busy machine

@@ -1,0 +1,85 @@
+"""The one warm-up of the system, run by `up` before it returns (and by `bench` at its offered rate).
+
+A young system answers late: its JVMs compile their hot paths (JIT) during the first minutes of traffic,
+Python caches fill, consumers join their groups. Users' first requests should not pay for that, so after
+starting the parts on the answer's path, `up` sends synthetic traffic until the system is steady:
+
+1. until the preferred model answers (every part reads and the workers have joined their groups);
+2. rounds of ROUND_S seconds at the warm-up rate until STEADY_ROUNDS rounds in a row answer every request,
+   TARGET of them within the SLA, or the budget is spent (then it says so and returns: a busy host may
+   never get there, and a late answer is still an answer).
+
+The warm-up traffic is ordinary synthetic requests: it is archived by the decoy and answered like any other.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+
+from scorestream.client import ScoringClient
+from scorestream.errors import UserError
+from scorestream.load import run_load
+from scorestream.synthetic import TransactionGenerator
+from scorestream.topics import TopicRegistry
+
+ROUND_S = 3.0
+STEADY_ROUNDS = 2
+TARGET = 0.999
+FIRST_ANSWER_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    rounds: int
+    seconds: float
+    steady: bool
+    last_within_sla: float        # share of the last round's requests answered within the SLA
+
+    def line(self) -> str:
+        if self.steady:
+            return f"warmed up in {self.seconds:.0f}s ({self.rounds} rounds of traffic): steady within the SLA"
+        return (f"warm-up stopped after {self.seconds:.0f}s ({self.rounds} rounds) without {STEADY_ROUNDS} steady "
+                f"rounds in a row (last {self.last_within_sla:.2%} within the SLA): a busy host, or give more time "
+                f"with `up --warm-up SECONDS`")
+
+
+def first_answer(bootstrap: str, sla_ms: float, registry: TopicRegistry | None = None,
+                 timeout_s: float = FIRST_ANSWER_TIMEOUT_S) -> None:
+    """Until the preferred path answers: the workers have joined their groups, the jobs read."""
+    began = time.monotonic()
+    payloads = iter(TransactionGenerator(0))
+    try:
+        client = ScoringClient(bootstrap, registry)
+    except KafkaException as exc:
+        raise UserError(f"no Kafka broker answers at {bootstrap} ({exc.args[0].str()}): is the system up?") from exc
+    with client:
+        while time.monotonic() - began < timeout_s:
+            try:
+                if client.score(next(payloads).payload, timeout=max(1.0, sla_ms / 100)).rule == "preferred":
+                    return
+            except TimeoutError:
+                pass
+    raise UserError(f"no answer from the preferred model after {timeout_s:.0f}s: `scorestream status` "
+                    "and the logs under .scorestream/logs say which part is missing")
+
+
+def warm_up(bootstrap: str, sla_ms: float, rate: float, budget_s: float, registry: TopicRegistry | None = None,
+            on_round=None) -> WarmUp:
+    """The warm-up described above; on_round(round, share within the SLA) after each round."""
+    registry = registry or TopicRegistry.load()
+    began = time.monotonic()
+    first_answer(bootstrap, sla_ms, registry)
+    rounds = steady = 0
+    within = 0.0
+    while steady < STEADY_ROUNDS and time.monotonic() - began < budget_s:
+        report = run_load(registry.name("requests"), registry.name("results"), rate, ROUND_S, sla_ms, bootstrap,
+                          seed=1000 + rounds, drain_s=2.0)
+        rounds += 1
+        within = report.within_sla
+        steady = steady + 1 if report.answered == report.published and within >= TARGET else 0
+        if on_round:
+            on_round(rounds, within)
+    return WarmUp(rounds, time.monotonic() - began, steady >= STEADY_ROUNDS, within)
