@@ -54,7 +54,9 @@ def system(tmp_path_factory):
         return subprocess.run([sys.executable, "-m", "scorestream.cli", *args], env=env, capture_output=True,
                               text=True, timeout=timeout)
 
-    started = cli("up", "--policy", str(policy))
+    # up's warm-up at a low rate: its answers stay in the long burn-rate window (20 x 3 s) and at 200/s would
+    # outweigh the 600 default answers the test then provokes
+    started = cli("up", "--policy", str(policy), "--warm-up-rate", "20")
     assert started.returncode == 0, started.stdout + started.stderr
     assert "canary" in started.stdout
     yield home, f"127.0.0.1:{port}", base, cli
