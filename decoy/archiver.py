@@ -36,6 +36,14 @@ COMMIT = Histogram("scorestream_transaction_commit_seconds", "Time to commit one
                    buckets=LATENCY_BUCKETS)
 
 
+REPORT_EVERY_S = 30.0              # a line of progress in the log, as the workers write
+MAX_CONSUMER_REBUILDS = 10          # in one run; more means something else is wrong: stop and say so
+
+
+class ConsumerFenced(Exception):
+    """The consumer met a fatal error (librdkafka: it cannot be used any more)."""
+
+
 @dataclass
 class ArchiverStats:
     archived: int = 0
@@ -54,7 +62,7 @@ class Archiver:
         self.source, self.archive = registry.name("requests"), registry.name("archive")
         # The topic prefix namespaces the group and transactional id too: sandboxes never meet.
         prefix = KafkaSettings().topic_prefix
-        self.consumer = kafka.consumer(prefix + settings.group, bootstrap, **{
+        self._consumer_config = (prefix + settings.group, bootstrap, {
             "group.instance.id": prefix + settings.transactional_id,
             # longer than a broker outage we ride through: at 10 s, a 14 s restart of the broker expired the
             # session client-side and the rejoin was fenced as a second member with our instance id (fatal);
@@ -64,12 +72,14 @@ class Archiver:
             "fetch.min.bytes": 65536,
             "fetch.wait.max.ms": settings.batch_ms,
         })
+        self.consumer = self._new_consumer()
         self.producer = kafka.producer(bootstrap, **{
             "transactional.id": prefix + settings.transactional_id,
             "transaction.timeout.ms": int(settings.transaction_timeout_s * 1000),
             "linger.ms": 5,
         })
         self.stats = ArchiverStats()
+        self.consumer_rebuilds = 0
         self.stopping = False
         self._rebalances = 0
         self._assigned_at: float | None = None
@@ -85,14 +95,17 @@ class Archiver:
         self.producer.init_transactions(timeout)     # fences a dead predecessor's open transaction
         meta = self.consumer.list_topics(self.archive, timeout=10).topics[self.archive]
         self.archive_partitions = len(meta.partitions)
-        self.consumer.subscribe([self.source], on_assign=self._assigned, on_revoke=self._revoked,
-                                on_lost=self._revoked)
+        self._subscribe()
         log.info("%s %s: %s -> %s", STAGE, self.settings.instance, self.source, self.archive)
         first_work = last_work = last_lag = None
-        started = time.monotonic()
+        started = last_report = time.monotonic()
         try:
             while not self.stopping:
-                batch = self._next_batch()
+                try:
+                    batch = self._next_batch()
+                except ConsumerFenced as exc:
+                    self._rebuild_consumer(exc)
+                    continue
                 now = time.monotonic()
                 if batch:
                     self._archive(batch)
@@ -102,12 +115,42 @@ class Archiver:
                 if last_lag is None or now - last_lag > 1.0:
                     self._update_lag()
                     last_lag = now
+                if now - last_report > REPORT_EVERY_S:
+                    log.info("%s: %d archived in %d transactions, %d aborted, %d consumer rebuilds", STAGE,
+                             self.stats.archived, self.stats.transactions, self.stats.aborts, self.consumer_rebuilds)
+                    last_report = now
         finally:
             end = last_work if self.settings.idle_exit_s and last_work else time.monotonic()
             self.stats.seconds = end - (first_work or started)
             self.consumer.close()
             self.producer.flush(10)
         return self.stats
+
+    def _new_consumer(self):
+        group, bootstrap, config = self._consumer_config
+        return kafka.consumer(group, bootstrap, **config)
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe([self.source], on_assign=self._assigned, on_revoke=self._revoked,
+                                on_lost=self._revoked)
+
+    def _rebuild_consumer(self, exc: "ConsumerFenced") -> None:
+        """The consumer met a fatal error between transactions (after a long broker outage: its rejoin fenced as a
+        second member with our own static instance id). A new consumer starts at the committed offsets, which are
+        the archive's own (they commit in its transactions): nothing lost, nothing doubled. A second decoy with our
+        transactional id would fence our producer at its next commit, and that stops this one."""
+        self.consumer_rebuilds += 1
+        if self.consumer_rebuilds > MAX_CONSUMER_REBUILDS:
+            raise exc
+        log.warning("%s: consumer failed (%s); a new one resumes from the committed offsets", STAGE, exc)
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError):
+            pass
+        self._rebalances += 1
+        self._assigned_at = None
+        self.consumer = self._new_consumer()
+        self._subscribe()
 
     def _idle_for_too_long(self, now: float, last_work: float | None) -> bool:
         """Nothing archived for idle_exit_s since the last batch or since partitions were assigned."""
@@ -129,7 +172,12 @@ class Archiver:
     def _next_batch(self) -> list:
         """Up to batch_size records within batch_ms, none of them read across a rebalance."""
         generation = self._rebalances
-        msgs = self.consumer.consume(self.settings.batch_size, self.settings.batch_ms / 1000)
+        try:
+            msgs = self.consumer.consume(self.settings.batch_size, self.settings.batch_ms / 1000)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise ConsumerFenced(exc.args[0].str()) from exc
+            raise
         if self._rebalances != generation and msgs:
             # Some of these may come from partitions we no longer own, or precede a re-fetch of the
             # same offsets: drop them all and read again from the committed offsets.
@@ -137,6 +185,8 @@ class Archiver:
             return []
         records = []
         for m in msgs:
+            if m.error() and m.error().fatal():
+                raise ConsumerFenced(m.error().str())
             if m.error():
                 log.warning("%s: consume error %s", STAGE, m.error())
             else:
