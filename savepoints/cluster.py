@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,13 +28,15 @@ from scorestream.flink import free_port
 FLINK_HOME = Path(pyflink.__file__).parent
 
 
-def session_config(rest_port: int, rpc_port: int, slots: int = 4) -> dict[str, str]:
+def session_config(rest_port: int, rpc_port: int, slots: int = 4, jobmanager: str = "127.0.0.1",
+                   taskmanager: str = "127.0.0.1", bind: str = "127.0.0.1") -> dict[str, str]:
+    """jobmanager, taskmanager: the addresses the daemons are reached at; bind: where they listen."""
     return {
-        "jobmanager.rpc.address": "127.0.0.1", "jobmanager.rpc.port": str(rpc_port),
-        "jobmanager.bind-host": "127.0.0.1", "jobmanager.memory.process.size": "1024m",
-        "taskmanager.host": "127.0.0.1", "taskmanager.bind-host": "127.0.0.1",
+        "jobmanager.rpc.address": jobmanager, "jobmanager.rpc.port": str(rpc_port),
+        "jobmanager.bind-host": bind, "jobmanager.memory.process.size": "1024m",
+        "taskmanager.host": taskmanager, "taskmanager.bind-host": bind,
         "taskmanager.memory.process.size": "2048m", "taskmanager.numberOfTaskSlots": str(slots),
-        "rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1", "rest.port": str(rest_port),
+        "rest.address": jobmanager, "rest.bind-address": bind, "rest.port": str(rest_port),
         "parallelism.default": "1",
         # the Python of the jobs' functions: this virtualenv's, one worker process per operator, so that two
         # versions of a job in one TaskManager never share an interpreter (docs/savepoints.md)
@@ -52,13 +56,10 @@ class SessionCluster:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, timeout_s: float = 120.0) -> "SessionCluster":
-        conf, logs = self.dir / "conf", self.dir / "log"
-        conf.mkdir(parents=True, exist_ok=True)
+        logs = self.dir / "log"
         logs.mkdir(parents=True, exist_ok=True)
-        (conf / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in self.config.items()))
-        for name in ("log4j-console.properties", "logback-console.xml"):
-            shutil.copy(FLINK_HOME / "conf" / name, conf / name)
-        env = os.environ | {"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(logs), "FLINK_PID_DIR": str(self.dir)}
+        env = os.environ | {"FLINK_CONF_DIR": str(write_conf(self.dir / "conf", self.config)),
+                            "FLINK_LOG_DIR": str(logs), "FLINK_PID_DIR": str(self.dir)}
         for daemon in ("jobmanager", "taskmanager"):
             with open(logs / f"{daemon}.out", "ab") as out:
                 self.procs.append(subprocess.Popen(["bash", str(FLINK_HOME / "bin" / f"{daemon}.sh"),
@@ -98,8 +99,35 @@ class SessionCluster:
         self.stop()
 
 
+def write_conf(conf: Path, config: dict[str, str]) -> Path:
+    """A Flink configuration directory: config.yaml and the distribution's console logging."""
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in config.items()))
+    for name in ("log4j-console.properties", "logback-console.xml"):
+        shutil.copy(FLINK_HOME / "conf" / name, conf / name)
+    return conf
+
+
+def serve(role: str) -> None:
+    """One daemon of a session cluster in a container (compose/flink-cluster.yaml), in the foreground, logging to
+    the console. The JobManager is reached at SCORESTREAM_FLINK_JOBMANAGER (default `jobmanager`), its REST API on
+    8081; a TaskManager at its own address on the network, with SCORESTREAM_FLINK_SLOTS slots (default 4)."""
+    if role not in ("jobmanager", "taskmanager"):
+        sys.exit(f"serve jobmanager|taskmanager, not {role!r}")
+    own_address = socket.gethostbyname(socket.gethostname())
+    config = session_config(8081, 6123, int(os.environ.get("SCORESTREAM_FLINK_SLOTS", "4")),
+                            jobmanager=os.environ.get("SCORESTREAM_FLINK_JOBMANAGER", "jobmanager"),
+                            taskmanager=own_address, bind="0.0.0.0")
+    conf = write_conf(Path(tempfile.mkdtemp(prefix="flink-conf-")), config)
+    script = str(FLINK_HOME / "bin" / f"{role}.sh")
+    os.execvpe("bash", ["bash", script, "start-foreground"], os.environ | {"FLINK_CONF_DIR": str(conf)})
+
+
 def main() -> None:
-    """python -m savepoints.cluster DIR [REST_PORT]: a session cluster until Ctrl-C (or SIGTERM)."""
+    """python -m savepoints.cluster DIR [REST_PORT]: a session cluster until Ctrl-C (or SIGTERM).
+    python -m savepoints.cluster serve jobmanager|taskmanager: one daemon in a container (see serve)."""
+    if sys.argv[1:2] == ["serve"]:
+        return serve(sys.argv[2] if len(sys.argv) > 2 else "")
     workdir, port = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None
     cluster = SessionCluster(workdir, rest_port=port).start()
     print(f"Flink session cluster at {cluster.url} (conf and logs in {workdir}); Ctrl-C stops it", flush=True)

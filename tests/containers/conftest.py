@@ -21,6 +21,7 @@ from tests.conftest import free_port_pair
 
 ROOT = Path(__file__).parents[2]
 COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
+FLINK_CLUSTER_FILE = ROOT / "compose" / "flink-cluster.yaml"
 IMAGES = ("scorestream-worker", "scorestream-jobs", "scorestream-kafka")
 FIRST_ANSWER_TIMEOUT_S = 300
 
@@ -34,13 +35,17 @@ def compose_command() -> list[str]:
 
 
 class ComposeSystem:
-    def __init__(self, project: str, port: int):
+    def __init__(self, project: str, port: int, files: tuple[Path, ...] = (COMPOSE_FILE,)):
         self.project, self.bootstrap = project, f"127.0.0.1:{port}"
+        flink_port = free_port_pair()
+        self.flink_url = f"http://127.0.0.1:{flink_port}"       # with flink-cluster.yaml: the JobManager's REST
         self.env = os.environ | {"SCORESTREAM_KAFKA_PORT": str(port),
                                  "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10)),
+                                 "SCORESTREAM_FLINK_PORT": str(flink_port),
+                                 "SCORESTREAM_FLINK_METRICS_PORT": str(flink_port + 1),
                                  "SCORESTREAM_BOOTSTRAP_SERVERS": self.bootstrap,
                                  "SCORESTREAM_DEPLOY_NETWORK": f"{project}_default"}
-        self.command = [*compose_command(), "-f", str(COMPOSE_FILE), "-p", project]
+        self.command = [*compose_command(), *(a for f in files for a in ("-f", str(f))), "-p", project]
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         done = subprocess.run([*self.command, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -81,7 +86,22 @@ def compose_system():
     missing = [i for i in IMAGES if not client.images.list(name=i)]
     if missing:
         pytest.fail(f"images missing: {', '.join(missing)}: run `make images`")
-    system = ComposeSystem(f"scorestream-test-{uuid.uuid4().hex[:6]}", free_port_pair())
+    yield from _running(ComposeSystem(f"scorestream-test-{uuid.uuid4().hex[:6]}", free_port_pair()))
+
+
+@pytest.fixture(scope="module")
+def flink_cluster_compose_system(compose_system):
+    """The compose system with its Flink jobs on a JobManager and TaskManager of their own
+    (compose/flink-cluster.yaml). The session's other system is paused meanwhile (frozen: no CPU)."""
+    compose_system.compose("pause")
+    try:
+        yield from _running(ComposeSystem(f"scorestream-flink-{uuid.uuid4().hex[:6]}", free_port_pair(),
+                                          (COMPOSE_FILE, FLINK_CLUSTER_FILE)))
+    finally:
+        compose_system.compose("unpause")
+
+
+def _running(system: ComposeSystem):
     began = time.monotonic()
     system.compose("up", "-d")
     try:
@@ -90,4 +110,4 @@ def compose_system():
               f"(up returned after {time.monotonic() - began - first:.1f}s)")
         yield system
     finally:
-        system.compose("down", "-v", "--remove-orphans", "-t", "10")
+        system.compose("down", "-v", "--remove-orphans", "-t", "45")
