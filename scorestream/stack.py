@@ -160,7 +160,8 @@ def down(settings: StackSettings | None = None) -> list[str]:
 def pids(settings: StackSettings | None = None) -> dict[str, int]:
     """The pid of every running part, the broker first (a part's pid leads its process tree)."""
     settings = settings or StackSettings()
-    parts = [("kafka", Broker(settings).process.pid())] + [(p.name, p.pid()) for p in processes(settings)]
+    parts = ([(b.name, b.process.pid()) for b in Cluster.found(settings).nodes]
+             + [(p.name, p.pid()) for p in processes(settings)])
     return {name: pid for name, pid in parts if pid is not None}
 
 

@@ -42,3 +42,9 @@ def test_counters_of_this_process():
         pass
     assert cpu_seconds(os.getpid()) - before >= 0.2
     assert rss_bytes(os.getpid()) > 10 * 2**20
+
+
+def test_a_home_where_nothing_runs_has_no_parts(tmp_path):
+    from scorestream import stack
+    from scorestream.settings import StackSettings
+    assert stack.pids(StackSettings(home=tmp_path)) == {}
