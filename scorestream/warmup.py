@@ -14,6 +14,7 @@ The warm-up traffic is ordinary synthetic requests: it is archived by the decoy 
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 
@@ -46,11 +47,17 @@ class WarmUp:
                 f"with `up --warm-up SECONDS`")
 
 
+def fresh_seed() -> int:
+    """A seed of its own for each round: a seed fixes the request ids, and the warm-up of a second `up` must not
+    send the ids of the first one again (they would be requests answered twice)."""
+    return random.randrange(1 << 62)
+
+
 def first_answer(bootstrap: str, sla_ms: float, registry: TopicRegistry | None = None,
                  timeout_s: float = FIRST_ANSWER_TIMEOUT_S) -> None:
     """Until the preferred path answers: the workers have joined their groups, the jobs read."""
     began = time.monotonic()
-    payloads = iter(TransactionGenerator(0))
+    payloads = iter(TransactionGenerator(fresh_seed()))
     try:
         client = ScoringClient(bootstrap, registry)
     except KafkaException as exc:
@@ -76,7 +83,7 @@ def warm_up(bootstrap: str, sla_ms: float, rate: float, budget_s: float, registr
     within = 0.0
     while steady < STEADY_ROUNDS and time.monotonic() - began < budget_s:
         report = run_load(registry.name("requests"), registry.name("results"), rate, ROUND_S, sla_ms, bootstrap,
-                          seed=1000 + rounds, drain_s=2.0)
+                          seed=fresh_seed(), drain_s=2.0)
         rounds += 1
         within = report.within_sla
         steady = steady + 1 if report.answered == report.published and within >= TARGET else 0
