@@ -22,7 +22,7 @@ import orjson
 from scorestream import kafka
 from scorestream.client import assigned_consumer
 from scorestream.contract import Request
-from scorestream.synthetic import TransactionGenerator
+from scorestream.synthetic import TransactionGenerator, fresh_seed
 
 
 @dataclass
@@ -61,7 +61,7 @@ class SwapLoad:
 
 def swap_load(requests_topic: str, results_topic: str, rate: float, seconds: float, sla_ms: float,
               bootstrap: str | None = None, action=None, action_at_s: float = 0.0, drain_s: float = 15.0,
-              seed: int = 7, after_s: float = 15.0) -> SwapLoad:
+              seed: int | None = None, after_s: float = 15.0) -> SwapLoad:
     """Publish at `rate` for `seconds`, and on for after_s once action() (run in a thread action_at_s in) has
     returned; collect every answer."""
     sent: dict[str, Sent] = {}
@@ -89,7 +89,7 @@ def swap_load(requests_topic: str, results_topic: str, rate: float, seconds: flo
     reader.start()
     actor = threading.Thread(target=action, daemon=True) if action else None
     producer = kafka.producer(bootstrap, **{"linger.ms": 0})
-    samples = iter(TransactionGenerator(seed))
+    samples = iter(TransactionGenerator(fresh_seed() if seed is None else seed))
     start = time.perf_counter()
     i, action_done = 0, None
     while True:
@@ -138,7 +138,7 @@ def main(job: str, rate: float, duration: float) -> None:
     warmed = warm_up(KafkaSettings().bootstrap(), sla, rate, 60.0, registry)
     if not warmed.steady:
         print(f"warning: {warmed.line()}")
-    plain = swap_load(requests, results, rate, duration, sla, seed=11)
+    plain = swap_load(requests, results, rate, duration, sla)
     print(f"without an upgrade: {plain.summary()}; lost {len(plain.lost)}, doubled {len(plain.doubled)}")
     upgrade: dict = {}
 
@@ -148,7 +148,7 @@ def main(job: str, rate: float, duration: float) -> None:
                                         capture_output=True, text=True)
         upgrade["t1"] = time.time() * 1000
 
-    swapped = swap_load(requests, results, rate, duration, sla, action=act, action_at_s=duration / 3, seed=12)
+    swapped = swap_load(requests, results, rate, duration, sla, action=act, action_at_s=duration / 3)
     print(upgrade["out"].stdout + upgrade["out"].stderr)
     print(f"with an upgrade:    {swapped.summary()}; lost {len(swapped.lost)}, doubled {len(swapped.doubled)}")
     print(f"  during the upgrade command ({(upgrade['t1'] - upgrade['t0']) / 1000:.0f} s): "

@@ -81,7 +81,7 @@ def run(job: str, build_job, restore: str = "latest", deployment_id: str | None 
         rest = check_cluster(cluster, jobs=0)
         current = home.current()
         if not predecessor and current and current.rest == rest.url and _state(rest, current.flink_job_id) in LIVE:
-            return _watch(job, rest, current)
+            return _watch(job, rest, current, home)
         check_cluster(cluster, jobs=1)
     point = restore_point(home, restore, kafka_settings.topic_prefix)
     answered: frozenset = frozenset()
@@ -148,7 +148,7 @@ def _wait_running(job: str, rest: FlinkRest, job_id: str) -> None:
         time.sleep(0.5)
 
 
-def _watch(job: str, rest: FlinkRest, deployment: Deployment) -> None:
+def _watch(job: str, rest: FlinkRest, deployment: Deployment, home: JobHome) -> None:
     """Follow a job already live on the cluster until it ends; SIGTERM ends it (as for a job submitted here)."""
     print(f"{job}: job {deployment.flink_job_id} already runs on the cluster (deployment {deployment.deployment}): "
           f"submitted before, REST {rest.url}", flush=True)
@@ -158,6 +158,6 @@ def _watch(job: str, rest: FlinkRest, deployment: Deployment) -> None:
         while (state := _state(rest, deployment.flink_job_id)) in LIVE:
             time.sleep(1.0)
     finally:
-        flink.end_on_cluster(rest.url, deployment.flink_job_id, JobHome(StackSettings().home, job).dir.resolve().as_uri())
+        flink.end_on_cluster(rest.url, deployment.flink_job_id, home.dir.resolve().as_uri())
     if state != "FINISHED":
         raise UserError(f"{job}: the job ended with status {state}")

@@ -7,7 +7,6 @@ SCORESTREAM_KAFKA_PORT, SCORESTREAM_HOME and SCORESTREAM_TOPIC_PREFIX.
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from scorestream.errors import UserError
 from scorestream.publish import (DelayedOutcomes, PublishReport, lines_to_outcomes, lines_to_requests, publish,
                                  synthetic_requests)
 from scorestream.settings import KafkaSettings, StackSettings
+from scorestream.synthetic import fresh_seed
 
 
 HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architecture.
@@ -248,7 +248,7 @@ def publish_cmd(source, synthetic: bool, count: int, rate: float, seed: int | No
     name = _topic_name(topic)
     report = PublishReport()
     if synthetic:
-        seed = random.randrange(2**31) if seed is None else seed
+        seed = fresh_seed() if seed is None else seed
         delayed = None if outcomes_after_ms is None else DelayedOutcomes(_topic_name("outcomes"), outcomes_after_ms)
         requests = synthetic_requests(seed, count, regime, labels=delayed.labels if delayed else None)
         with progress(count, "publishing") as advance:

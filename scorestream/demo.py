@@ -40,7 +40,7 @@ def _load(bootstrap: str, rate: float, duration_s: float, sla_ms: float, bad_sha
     registry = TopicRegistry.load()
     with progress(int(rate * duration_s), f"{rate:g} requests/s for {duration_s:g}s") as advance:
         return run_load(registry.name("requests"), registry.name("results"), rate, duration_s, sla_ms, bootstrap,
-                        seed=int(time.time()), on_progress=advance, bad_share=bad_share, **hooks)
+                        on_progress=advance, bad_share=bad_share, **hooks)
 
 
 def _measured_load(bootstrap: str, rate: float, duration_s: float, sla_ms: float, bad_share: float,

@@ -17,7 +17,7 @@ import orjson
 from scorestream import kafka
 from scorestream.client import assigned_consumer
 from scorestream.contract import Request
-from scorestream.synthetic import TransactionGenerator
+from scorestream.synthetic import TransactionGenerator, fresh_seed
 
 
 @dataclass
@@ -55,7 +55,7 @@ class LoadReport:
 
 
 def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: float, sla_ms: float,
-             bootstrap: str | None = None, seed: int = 1, drain_s: float = 5.0, on_progress=None,
+             bootstrap: str | None = None, seed: int | None = None, drain_s: float = 5.0, on_progress=None,
              lead_in_s: float = 1.0, bad_share: float = 0.0, on_counted=None, on_answered=None) -> LoadReport:
     """Publish rate*duration_s requests at `rate`, collect their answers until all came or drain_s passed.
 
@@ -105,7 +105,7 @@ def run_load(requests_topic: str, answers_topic: str, rate: float, duration_s: f
     reader.start()
     producer = kafka.producer(bootstrap, **{"linger.ms": 0})
     total, lead_in = int(rate * duration_s), int(rate * lead_in_s)
-    samples = iter(TransactionGenerator(seed))
+    samples = iter(TransactionGenerator(fresh_seed() if seed is None else seed))
     bad_every = round(1 / bad_share) if bad_share else 0
     start = counted_from = time.perf_counter()
     for i in range(-lead_in, total):

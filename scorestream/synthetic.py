@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -51,6 +52,13 @@ def fraud_logit(amount, avg_amount, foreign, new_device, night, txn_24h, age_day
 def new_risk(category: np.ndarray, hour: np.ndarray) -> np.ndarray:
     """Where the new regime's truth differs: category indices and local hours -> bool array."""
     return (category == CATEGORIES.index(NEW_RISK_CATEGORY)) & np.isin(hour, list(NEW_RISK_HOURS))
+
+
+def fresh_seed() -> int:
+    """A seed never used before (in all likelihood): a seed fixes the request ids, so traffic sent to a system
+    that already saw a seed's requests (a second warm-up, a second run) must not reuse it, or its requests
+    would be answered twice."""
+    return random.randrange(1 << 62)
 
 
 class TransactionGenerator:

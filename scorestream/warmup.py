@@ -14,7 +14,6 @@ The warm-up traffic is ordinary synthetic requests: it is archived by the decoy 
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from confluent_kafka import KafkaException
 from scorestream.client import ScoringClient
 from scorestream.errors import UserError
 from scorestream.load import run_load
-from scorestream.synthetic import TransactionGenerator
+from scorestream.synthetic import TransactionGenerator, fresh_seed
 from scorestream.topics import TopicRegistry
 
 ROUND_S = 3.0
@@ -45,12 +44,6 @@ class WarmUp:
         return (f"warm-up stopped after {self.seconds:.0f}s ({self.rounds} rounds) without {STEADY_ROUNDS} steady "
                 f"rounds in a row (last {self.last_within_sla:.2%} within the SLA): a busy host, or give more time "
                 f"with `up --warm-up SECONDS`")
-
-
-def fresh_seed() -> int:
-    """A seed of its own for each round: a seed fixes the request ids, and the warm-up of a second `up` must not
-    send the ids of the first one again (they would be requests answered twice)."""
-    return random.randrange(1 << 62)
 
 
 def first_answer(bootstrap: str, sla_ms: float, registry: TopicRegistry | None = None,
@@ -83,7 +76,7 @@ def warm_up(bootstrap: str, sla_ms: float, rate: float, budget_s: float, registr
     within = 0.0
     while steady < STEADY_ROUNDS and time.monotonic() - began < budget_s:
         report = run_load(registry.name("requests"), registry.name("results"), rate, ROUND_S, sla_ms, bootstrap,
-                          seed=fresh_seed(), drain_s=2.0)
+                          drain_s=2.0)   # a fresh seed each round (run_load's default)
         rounds += 1
         within = report.within_sla
         steady = steady + 1 if report.answered == report.published and within >= TARGET else 0
