@@ -40,8 +40,11 @@ def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: s
     alerts_topic = registry.name("alerts")
     monitor.restore(list(latest(read_alerts(alerts_topic, bootstrap)).values()))
 
+    datadir = references_file(settings).parent / "faust"     # faust's default is the working directory
+    datadir.mkdir(parents=True, exist_ok=True)
     brokers = ";".join(f"kafka://{server}" for server in bootstrap.split(","))     # faust's list of servers
     app = faust.App(f"{prefix}scorestream.canary", broker=brokers, web_enabled=False,
+                    datadir=datadir,
                     store="memory://", consumer_auto_offset_reset="latest",
                     topic_replication_factor=registry["alerts"].replication,     # its own topics, as ours
                     producer_acks=-1, logging_config=None)
