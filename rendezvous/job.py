@@ -69,8 +69,10 @@ def parse(value: str | None) -> tuple | None:
 class Rendezvous(KeyedBroadcastProcessFunction):
     """Input rows are (value, topic, partition) of requests, scores, rejections and outcomes.
 
-    topics: the names of requests, outcomes, posteriors and deadletter. answered_before: request ids a crashed
-    run answered after the restore point (marked, never answered again); answered_by: the deployment every
+    topics: the names of requests, outcomes, posteriors, deadletter and results. answered_before: request ids a
+    crashed run answered after the restore point (marked, never answered again); when Flink itself restarts the
+    task from its last checkpoint, the job reads them from the results (rendezvous/recovery.py, a checkpoint
+    interval before the newest result on); answered_by: the deployment every
     result names; predecessor: the deployment this one takes over from by a swap token (scorestream.swap):
     until the token of a partition of the requests has passed, its requests are the predecessor's, and so
     is every request the savepoint brought along.
@@ -78,8 +80,9 @@ class Rendezvous(KeyedBroadcastProcessFunction):
 
     def __init__(self, policy: dict, metrics_port: int, bootstrap: str, topics: dict[str, str],
                  answered_before: frozenset = frozenset(), answered_by: dict | None = None,
-                 predecessor: str | None = None):
+                 predecessor: str | None = None, checkpoint_interval_ms: int = 5000):
         self.initial_policy, self.metrics_port = policy, metrics_port
+        self.checkpoint_interval_ms = checkpoint_interval_ms
         self.bootstrap, self.topics = bootstrap, topics
         self.answered_before, self.answered_by = answered_before, answered_by
         self.deployment = (answered_by or {}).get("deployment", "")
@@ -93,6 +96,14 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         serve(self.metrics_port, wait=True)     # during a hot swap the predecessor holds the port until it stops
         self.ownership = Ownership(self.deployment, self.predecessor)
         self.state = runtime_context.get_state(ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))
+        attempt = flink.attempt_number(runtime_context)
+        if attempt > 0:                           # restarted by Flink from its last checkpoint
+            from rendezvous.recovery import answered_before_restart
+            since_restore = answered_before_restart(self.topics["results"], self.checkpoint_interval_ms,
+                                                    self.bootstrap)
+            self.answered_before = self.answered_before | frozenset(since_restore)
+            log.warning("rendezvous: attempt %d: %d requests answered since the checkpoint will not be answered "
+                        "again", attempt, len(since_restore))
         self.bandit = Bandit()
         self.counters = {}                      # labelled counters, looked up once each
         self.dead = None                        # dead letters of bad outcomes, opened on the first one
@@ -302,10 +313,11 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
     posteriors = (env.from_source(flink.kafka_source(registry.name("posteriors"), group + ".posteriors", bootstrap,
                                                      start="latest"), no_wm, "posteriors")
                   .uid("rendezvous.source.posteriors"))
-    topics = {t: registry.name(t) for t in ("requests", "outcomes", "posteriors", "deadletter")}
+    topics = {t: registry.name(t) for t in ("requests", "outcomes", "posteriors", "deadletter", "results")}
     answers = (events.connect(control.union(posteriors).broadcast(POLICY_STATE))
                .process(Rendezvous(policy.to_dict(), metrics_port, bootstrap, topics, answered_before, answered_by,
-                                   predecessor), output_type=flink.keyed_row_type())
+                                   predecessor, flink.JobSettings().checkpoint_interval_ms),
+                        output_type=flink.keyed_row_type())
                .uid("rendezvous").name("rendezvous"))
     flink.kafka_keyed_sink(env, answers, "rendezvous_results", registry.name("results"), bootstrap)
     (answers.get_side_output(REWARDS)

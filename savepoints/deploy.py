@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from savepoints import recovery
+from rendezvous.recovery import answered_since
 from savepoints.registry import Deployment, JobHome, RestorePoint, code_version, new_deployment_id
 from savepoints.rest import FlinkRest
 from scorestream import flink, topics
@@ -90,7 +90,7 @@ def run(job: str, build_job, restore: str = "latest", deployment_id: str | None 
         if job == "rendezvous":
             t0 = time.monotonic()
             results = topics.TopicRegistry.load().name("results")
-            answered = frozenset(recovery.answered_since(results, point.time_ms, kafka_settings.bootstrap()))
+            answered = frozenset(answered_since(results, point.time_ms, kafka_settings.bootstrap()))
             print(f"{job}: {len(answered)} requests answered since the restore point read from {results} "
                   f"in {time.monotonic() - t0:.1f}s; they will not be answered again", flush=True)
     deployment_id, version = deployment_id or new_deployment_id(), code_version(job)

@@ -68,6 +68,10 @@ class FlinkRest:
     def job(self, job_id: str) -> dict:
         return self._call("GET", f"/jobs/{job_id}")
 
+    def failures(self, job_id: str) -> list[dict]:
+        """The job's exception history, newest first: each failure that made Flink restart (or fail) it."""
+        return self._call("GET", f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
+
     def plan(self, job_id: str) -> dict:
         return self._call("GET", f"/jobs/{job_id}/plan")["plan"]
 

@@ -243,6 +243,15 @@ def kafka_sink(topic: str, bootstrap: str, linger_ms: int = 1):
             .set_property("linger.ms", str(linger_ms)).build())
 
 
+def attempt_number(runtime_context) -> int:
+    """The task's attempt: 0, then one more each time Flink restarts it. In thread mode PyFlink's
+    get_attempt_number() calls RuntimeContext.getAttemptNumber, which Flink 2 removed: ask its TaskInfo."""
+    try:
+        return runtime_context.get_attempt_number()
+    except AttributeError:
+        return runtime_context._runtime_context.getTaskInfo().getAttemptNumber()
+
+
 class JobSettings(_Settings):
     """Latency knobs of the Flink jobs (SCORESTREAM_FLINK_*); the defaults are measured, see docs/benchmarks.md."""
 

@@ -1,13 +1,17 @@
 """The system on a standalone Flink session cluster (`scorestream up --flink URL`): the cluster started from the
 distribution the apache-flink package ships (savepoints/cluster.py), the real broker, the real parts. Requests are
-answered once each; status, savepoints and an upgrade work on the cluster's jobs; `down` cancels the jobs and
-leaves the cluster running. The cluster is stopped at the end, always."""
+answered once each; a Python worker killed makes Flink restart the rendezvous, which answers nothing twice;
+status, savepoints and an upgrade work on the cluster's jobs; `down` stops the jobs with a savepoint and leaves
+the cluster running. The cluster is stopped at the end, always."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +67,38 @@ def test_jobs_on_the_cluster_answer_each_request_once(system, cluster):
     again = system.cli("up", "--policy", str(system.policy))
     assert again.returncode == 0, again.stderr
     assert len(live_jobs(cluster)) == 2
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:port (its socket's inode in /proc/net/tcp, then in a /proc/*/fd)."""
+    inodes = {line.split()[9] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+              if line.split()[3] == "0A" and int(line.split()[1].rsplit(":", 1)[1], 16) == port}
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes for fd in fd_dir.iterdir()):
+                return int(fd_dir.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.timeout(600)
+def test_a_python_worker_killed_is_restarted_by_flink_and_answers_nothing_twice(system, cluster):
+    """Flink itself restarts the rendezvous from its last checkpoint when its Python worker dies (an OOM kill):
+    the job reads what it answered since (rendezvous/recovery.py) and answers none of it again."""
+    from savepoints.bench import swap_load
+    job_id = JobHome(system.home, "rendezvous").current().flink_job_id
+    worker = listening_pid(int(system.env["SCORESTREAM_METRICS_PORT_BASE"]))     # its /metrics
+    assert worker is not None, "the rendezvous's Python worker was not found by its metrics port"
+    load = swap_load(system.registry.name("requests"), system.registry.name("results"), 50, 20, 400,
+                     system.bootstrap, action=lambda: os.kill(worker, signal.SIGKILL), action_at_s=8, drain_s=60,
+                     after_s=10)
+    rest = FlinkRest(cluster.url)
+    assert rest.failures(job_id), "Flink saw no failure of the job"
+    assert rest.job(job_id)["state"] == "RUNNING"
+    print(f"\nthe rendezvous's Python worker killed 8 s into 50/s: {load.summary()}")
+    assert not load.lost and not load.doubled
+    assert max(system.answers_per_request().values()) == 1
 
 
 @pytest.mark.timeout(600)

@@ -119,3 +119,21 @@ def test_a_job_takes_its_code_to_the_cluster():
     names = zipfile.ZipFile(config["python.files"]).namelist()
     assert {"rendezvous/job.py", "extractors/job.py", "scorestream/swap.py"} <= set(names)
     assert {n.split("/")[0] for n in names} == set(SHIPPED_PACKAGES) and not any("__pycache__" in n for n in names)
+
+
+def test_the_attempt_number_in_both_python_modes():
+    """Process mode's context answers get_attempt_number(); thread mode's calls a method Flink 2 removed, so the
+    attempt comes from the Java context's TaskInfo (what a restarted rendezvous looks at)."""
+    from types import SimpleNamespace
+
+    from scorestream.flink import attempt_number
+
+    process = SimpleNamespace(get_attempt_number=lambda: 2)
+
+    def removed():
+        raise AttributeError("'pemja.PyJObject' object has no attribute 'getAttemptNumber'")
+
+    info = SimpleNamespace(getAttemptNumber=lambda: 1)
+    thread = SimpleNamespace(get_attempt_number=removed,
+                             _runtime_context=SimpleNamespace(getTaskInfo=lambda: info))
+    assert attempt_number(process) == 2 and attempt_number(thread) == 1

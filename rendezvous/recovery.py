@@ -3,9 +3,11 @@
 A retained checkpoint holds the state as it was when the checkpoint was taken;
 the crashed run went on answering after that. The restored job replays the input
 from the checkpoint's offsets, so without help it would answer those requests a
-second time. Before it starts, the results written since the checkpoint's time
-(less a margin for clocks and the checkpoint's own duration) are read up to their
-end, and their request ids are handed to the job, which marks them answered.
+second time. The results written since the checkpoint's time (less a margin for
+clocks and the checkpoint's own duration) are read up to their end, and the job
+marks their request ids answered: before it starts when `scorestream up` restores
+it (the restore point's time is known), and in the job itself when Flink restarts
+it from its last checkpoint (answered_before_restart).
 """
 
 from __future__ import annotations
@@ -47,3 +49,33 @@ def answered_since(topic: str, since_ms: int, bootstrap: str | None = None, time
         return ids
     finally:
         consumer.close()
+
+
+def newest_ms(topic: str, bootstrap: str | None = None) -> int | None:
+    """The timestamp of the newest record of `topic` (the last of each partition), None when it is empty."""
+    consumer = kafka.consumer("scorestream.recovery", bootstrap)
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        lasts = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] - 1)
+                 for p in partitions]
+        lasts = [tp for tp in lasts if tp.offset >= 0]
+        if not lasts:
+            return None
+        consumer.assign(lasts)
+        newest, todo, deadline = None, {tp.partition for tp in lasts}, time.monotonic() + 30
+        while todo and time.monotonic() < deadline:
+            for msg in consumer.consume(len(todo), timeout=0.5):
+                if not msg.error():
+                    todo.discard(msg.partition())
+                    newest = max(newest or 0, msg.timestamp()[1])
+        return newest
+    finally:
+        consumer.close()
+
+
+def answered_before_restart(topic: str, checkpoint_interval_ms: int, bootstrap: str | None = None) -> set[str]:
+    """Request ids answered since the checkpoint a job restarted by Flink itself restores (its time is not known
+    inside the job): the newest result was written before the failure (or since, by another deployment), and the
+    checkpoint restored was completed at most a checkpoint interval before the failure."""
+    newest = newest_ms(topic, bootstrap)
+    return set() if newest is None else answered_since(topic, newest - checkpoint_interval_ms, bootstrap)
