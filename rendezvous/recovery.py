@@ -53,24 +53,8 @@ def answered_since(topic: str, since_ms: int, bootstrap: str | None = None, time
 
 def newest_ms(topic: str, bootstrap: str | None = None) -> int | None:
     """The timestamp of the newest record of `topic` (the last of each partition), None when it is empty."""
-    consumer = kafka.consumer("scorestream.recovery", bootstrap)
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        lasts = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] - 1)
-                 for p in partitions]
-        lasts = [tp for tp in lasts if tp.offset >= 0]
-        if not lasts:
-            return None
-        consumer.assign(lasts)
-        newest, todo, deadline = None, {tp.partition for tp in lasts}, time.monotonic() + 30
-        while todo and time.monotonic() < deadline:
-            for msg in consumer.consume(len(todo), timeout=0.5):
-                if not msg.error():
-                    todo.discard(msg.partition())
-                    newest = max(newest or 0, msg.timestamp()[1])
-        return newest
-    finally:
-        consumer.close()
+    lasts = kafka.last_records(topic, bootstrap).values()
+    return max((m.timestamp()[1] for m in lasts), default=None)
 
 
 def answered_before_restart(topic: str, checkpoint_interval_ms: int, bootstrap: str | None = None) -> set[str]:

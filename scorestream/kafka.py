@@ -91,22 +91,34 @@ def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float 
             time.sleep(0.1)
 
 
-def last_value(topic: str, bootstrap: str | None = None, timeout_s: float = 10.0) -> bytes | None:
-    """The value of the newest record of a one-partition topic, or None when it has none."""
+def last_records(topic: str, bootstrap: str | None = None, partitions: list[int] | None = None,
+                 timeout_s: float = 10.0) -> dict:
+    """The newest record of each partition of `topic` (all, or those given) that has one, by partition.
+
+    Read from a few offsets before the end: with read_committed the last offset may be a transaction marker."""
     c = consumer(f"scorestream.last-value", bootstrap)
     try:
-        low, high = watermarks(c, topic, 0, timeout_s)
-        if high <= low:
-            return None
-        c.assign([TopicPartition(topic, 0, max(low, high - 10))])
-        value, deadline = None, time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        if partitions is None:
+            partitions = list(c.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
+        ends = {p: watermarks(c, topic, p, timeout_s) for p in partitions}
+        ends = {p: (low, high) for p, (low, high) in ends.items() if high > low}
+        if not ends:
+            return {}
+        c.assign([TopicPartition(topic, p, max(low, high - 10)) for p, (low, high) in ends.items()])
+        newest, todo, deadline = {}, set(ends), time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
             msg = c.poll(0.2)
             if msg is None or msg.error():
                 continue
-            value = msg.value()
-            if msg.offset() >= high - 1:
-                return value
-        return value
+            newest[msg.partition()] = msg
+            if msg.offset() >= ends[msg.partition()][1] - 1:
+                todo.discard(msg.partition())
+        return newest
     finally:
         c.close()
+
+
+def last_value(topic: str, bootstrap: str | None = None, timeout_s: float = 10.0) -> bytes | None:
+    """The value of the newest record of a one-partition topic, or None when it has none."""
+    last = last_records(topic, bootstrap, [0], timeout_s).get(0)
+    return None if last is None else last.value()
