@@ -80,7 +80,7 @@ class Rendezvous(KeyedBroadcastProcessFunction):
 
     def __init__(self, policy: dict, metrics_port: int, bootstrap: str, topics: dict[str, str],
                  answered_before: frozenset = frozenset(), answered_by: dict | None = None,
-                 predecessor: str | None = None, checkpoint_interval_ms: int = 5000):
+                 predecessor: str | None = None, *, checkpoint_interval_ms: int):
         self.initial_policy, self.metrics_port = policy, metrics_port
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self.bootstrap, self.topics = bootstrap, topics
@@ -316,7 +316,7 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
     topics = {t: registry.name(t) for t in ("requests", "outcomes", "posteriors", "deadletter", "results")}
     answers = (events.connect(control.union(posteriors).broadcast(POLICY_STATE))
                .process(Rendezvous(policy.to_dict(), metrics_port, bootstrap, topics, answered_before, answered_by,
-                                   predecessor, flink.JobSettings().checkpoint_interval_ms),
+                                   predecessor, checkpoint_interval_ms=flink.JobSettings().checkpoint_interval_ms),
                         output_type=flink.keyed_row_type())
                .uid("rendezvous").name("rendezvous"))
     flink.kafka_keyed_sink(env, answers, "rendezvous_results", registry.name("results"), bootstrap)
