@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import click
 
 from scorestream import kafka, topics
 from scorestream.contract import Score
+from scorestream.metrics import read_metric
 from scorestream.publish import synthetic_requests
 from scorestream.settings import StackSettings
 
@@ -41,11 +41,6 @@ arms: [{{model: fraud_xgb@3}}, {{model: fraud_xgb@2}}]
 default: {{score: 0.0}}
 outcome_horizon_s: {horizon}
 """
-
-
-def _metric(url: str, name: str) -> float:
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
 def _java_child(pid: int) -> int:
@@ -92,11 +87,11 @@ def main(rate: float, horizon_s: float) -> None:
         producer = kafka.producer()
         send(producer, registry, 50, 50.0)                        # warm up: the job answers
         time.sleep(horizon_s + 15)                                # ... and frees the warm-up's state
-        before_live, before_kb = _metric(url, "scorestream_rendezvous_live_requests"), _heap_used_kb(jvm)
+        before_live, before_kb = read_metric(url, "scorestream_rendezvous_live_requests"), _heap_used_kb(jvm)
         seconds = horizon_s + 15
         send(producer, registry, int(rate * seconds), rate)
         time.sleep(2)
-        live, kb = _metric(url, "scorestream_rendezvous_live_requests"), _heap_used_kb(jvm)
+        live, kb = read_metric(url, "scorestream_rendezvous_live_requests"), _heap_used_kb(jvm)
         held = live - before_live
         per = (kb - before_kb) * 1024 / max(1.0, held)
         click.echo(f"rate {rate:g}/s, horizon {horizon_s:g} s: {held:,.0f} requests held (rate x horizon = "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import urllib.request
 
 from prometheus_client import Counter, start_http_server
 
@@ -48,3 +49,9 @@ def serve(port: int | None, wait: bool = False) -> None:
 
         _SERVED.add(port)                   # one retrying thread per port
         threading.Thread(target=retry, name="metrics-port", daemon=True).start()
+
+
+def read_metric(url: str, name: str, timeout_s: float = 5.0) -> float:
+    """The sum of the samples of `name` served at url (/metrics); name may carry labels: 'x_total{event="y"}'."""
+    text = urllib.request.urlopen(url, timeout=timeout_s).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))

@@ -15,17 +15,16 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
 from scorestream import costs
 from scorestream.console import out
-from scorestream.demo import _load, _summary, _system_up
+from scorestream.demo import load_with_progress, summary_table, system_up
+from scorestream.metrics import read_metric
 from scorestream.settings import StackSettings
 
 LIVE_REQUESTS = "scorestream_rendezvous_live_requests"
@@ -41,14 +40,9 @@ class Mark:
 def live_requests(port: int) -> float | None:
     """The rendezvous's gauge of requests in keyed state, or None when its /metrics does not answer."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
+        return read_metric(f"http://127.0.0.1:{port}/metrics", LIVE_REQUESTS, timeout_s=2)
     except OSError:
         return None
-    for family in text_string_to_metric_families(text):
-        if family.name == LIVE_REQUESTS:
-            return sum(s.value for s in family.samples)
-    return None
 
 
 def growth(first: float, last: float) -> float:
@@ -92,7 +86,7 @@ def main(rate: float, minutes: float, every_s: float, limit: float, policy_path:
          running: str | None) -> None:
     """The whole system at a steady rate for a long run: answered, lost and answered twice, and each part's
     resident memory at the start, once steady and at the end (exit 1 when anything was lost, doubled or grew)."""
-    bootstrap, policy = _system_up(policy_path, rate, warm_anyway=True, running=running)
+    bootstrap, policy = system_up(policy_path, rate, warm_anyway=True, running=running)
     port = StackSettings().metrics_port_base
     marks: list[Mark] = []
     t0 = time.monotonic()
@@ -109,11 +103,11 @@ def main(rate: float, minutes: float, every_s: float, limit: float, policy_path:
     thread = threading.Thread(target=sampler, daemon=True)
     thread.start()
     try:
-        report = _load(bootstrap, rate, minutes * 60, policy.sla_ms, on_answered=sample)
+        report = load_with_progress(bootstrap, rate, minutes * 60, policy.sla_ms, on_answered=sample)
     finally:
         done.set()
         thread.join()
-    out.print(_summary(report, f"soak: {rate:g}/s for {minutes:g} min"))
+    out.print(summary_table(report, f"soak: {rate:g}/s for {minutes:g} min"))
     lost = report.published - report.answered
     out.print(f"published {report.published:,}, answered {report.answered:,}, lost {lost:,}, "
               f"answered twice {report.duplicates:,}")

@@ -12,6 +12,7 @@ import yaml
 
 from scorestream import kafka
 from scorestream.contract import Control, DeadLetter, KafkaRecord, Outcome, Request, Result, Score
+from scorestream.metrics import read_metric
 from scorestream.process import ManagedProcess
 from scorestream.synthetic import TransactionGenerator
 from tests.conftest import free_port_pair
@@ -180,12 +181,6 @@ def test_new_policy_takes_effect_without_restart(rendezvous):
     pytest.fail("policy version 5 never took effect")
 
 
-def _metric(url: str, name: str) -> float:
-    import urllib.request
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
-
-
 def test_state_is_freed_after_the_grace_period(rendezvous):
     """Keyed state holds requests for the grace period only: it does not grow with requests served."""
     from rendezvous.core import GRACE_MS
@@ -194,12 +189,12 @@ def test_state_is_freed_after_the_grace_period(rendezvous):
     for rid in ids:
         h.request(rid)
     assert len(h.results(set(ids))) == 50
-    assert _metric(h.metrics_url, "scorestream_rendezvous_live_requests") >= 50
+    assert read_metric(h.metrics_url, "scorestream_rendezvous_live_requests") >= 50
     deadline = time.monotonic() + GRACE_MS / 1000 + 15
-    while _metric(h.metrics_url, "scorestream_rendezvous_live_requests") > 0:
+    while read_metric(h.metrics_url, "scorestream_rendezvous_live_requests") > 0:
         assert time.monotonic() < deadline, "requests still held after the grace period"
         time.sleep(0.5)
-    assert _metric(h.metrics_url, "scorestream_rendezvous_events_total{event=\"late_score\"}") >= 20
+    assert read_metric(h.metrics_url, "scorestream_rendezvous_events_total{event=\"late_score\"}") >= 20
 
 
 def _read_all(bootstrap: str, topic: str, settle_s: float = 2.0) -> list:
@@ -219,9 +214,9 @@ def test_outcomes_are_joined_once_counted_and_learned(rendezvous):
     """Every model that scored learns; duplicates, unknown ids and bad labels are counted, never learned twice."""
     from rendezvous.learner import read_snapshot
     h = rendezvous
-    before = {r: _metric(h.metrics_url, f'scorestream_rendezvous_outcomes_total{{result="{r}"}}')
+    before = {r: read_metric(h.metrics_url, f'scorestream_rendezvous_outcomes_total{{result="{r}"}}')
               for r in ("joined", "duplicate", "unmatched", "invalid")}
-    learned_before = _metric(h.metrics_url, "scorestream_rendezvous_outcomes_learned")
+    learned_before = read_metric(h.metrics_url, "scorestream_rendezvous_outcomes_learned")
     ids = [f"out-{uuid.uuid4().hex[:6]}-{i}" for i in range(20)]
     for rid in ids:
         h.request(rid)
@@ -237,14 +232,14 @@ def test_outcomes_are_joined_once_counted_and_learned(rendezvous):
     deadline = time.monotonic() + 30
     want = {"joined": 20, "duplicate": 5, "unmatched": 1, "invalid": 1}
     while True:
-        now = {r: _metric(h.metrics_url, f'scorestream_rendezvous_outcomes_total{{result="{r}"}}') - before[r]
+        now = {r: read_metric(h.metrics_url, f'scorestream_rendezvous_outcomes_total{{result="{r}"}}') - before[r]
                for r in want}
-        learned = _metric(h.metrics_url, "scorestream_rendezvous_outcomes_learned") - learned_before
+        learned = read_metric(h.metrics_url, "scorestream_rendezvous_outcomes_learned") - learned_before
         if now == want and learned == 20:
             break
         assert time.monotonic() < deadline, (now, learned)
         time.sleep(0.5)
-    means = {m: _metric(h.metrics_url, f'scorestream_rendezvous_posterior_mean{{model="{m}"}}')
+    means = {m: read_metric(h.metrics_url, f'scorestream_rendezvous_posterior_mean{{model="{m}"}}')
              for m in ("fraud_xgb@3", "fraud_xgb@2")}
     assert means["fraud_xgb@3"] > 0.9 and means["fraud_xgb@2"] < 0.25      # 1 - squared error, prior Beta(1, 1)
     snapshot = read_snapshot(_read_all(h.bootstrap, h.registry.name("posteriors"))[-1].value())
