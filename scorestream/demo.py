@@ -20,7 +20,7 @@ from scorestream.topics import TopicRegistry
 WARM_UP_BUDGET_S = 60.0
 
 
-def _system_up(policy_path: Path | None, rate: float, warm_anyway: bool, running: str | None = None):
+def system_up(policy_path: Path | None, rate: float, warm_anyway: bool, running: str | None = None):
     """`up` (which warms a started system up at `rate`), or the system already running at bootstrap `running`;
     warm_anyway: warm a system up that was running already too. Returns its bootstrap and the policy."""
     from rendezvous.policy import DEFAULT_PATH, Policy
@@ -35,8 +35,8 @@ def _system_up(policy_path: Path | None, rate: float, warm_anyway: bool, running
     return bootstrap, Policy.load(policy_path or DEFAULT_PATH)
 
 
-def _load(bootstrap: str, rate: float, duration_s: float, sla_ms: float, bad_share: float = 0.0,
-          **hooks) -> LoadReport:
+def load_with_progress(bootstrap: str, rate: float, duration_s: float, sla_ms: float, bad_share: float = 0.0,
+                       **hooks) -> LoadReport:
     registry = TopicRegistry.load()
     with progress(int(rate * duration_s), f"{rate:g} requests/s for {duration_s:g}s") as advance:
         return run_load(registry.name("requests"), registry.name("results"), rate, duration_s, sla_ms, bootstrap,
@@ -52,12 +52,12 @@ def _measured_load(bootstrap: str, rate: float, duration_s: float, sla_ms: float
         time.sleep(idle_s)
         idle = (before, costs.sample())
     marks: list[costs.Sample] = []
-    report = _load(bootstrap, rate, duration_s, sla_ms, bad_share, on_counted=lambda: marks.append(costs.sample()),
+    report = load_with_progress(bootstrap, rate, duration_s, sla_ms, bad_share, on_counted=lambda: marks.append(costs.sample()),
                    on_answered=lambda: marks.append(costs.sample()))
     return report, costs.CostModel(idle, (marks[0], marks[1]), report.published)
 
 
-def _summary(report: LoadReport, title: str) -> Table:
+def summary_table(report: LoadReport, title: str) -> Table:
     table = Table(title=title, show_header=False)
     table.add_row("published", f"{report.published:,} at {report.achieved_rate:,.0f}/s")
     table.add_row("answered", f"{report.answered:,} ({report.answered / max(report.published, 1):.2%}),"
@@ -85,9 +85,9 @@ def _summary(report: LoadReport, title: str) -> Table:
               help="Rendezvous policy file. [default: rendezvous/policy.yaml]")
 def demo(rate: float, duration: float, policy_path: Path | None) -> None:
     """Bring the whole system up, send steady synthetic traffic, and summarise the answers."""
-    bootstrap, policy = _system_up(policy_path, rate, warm_anyway=False)
-    report = _load(bootstrap, rate, duration, policy.sla_ms)
-    out.print(_summary(report, "scorestream demo"))
+    bootstrap, policy = system_up(policy_path, rate, warm_anyway=False)
+    report = load_with_progress(bootstrap, rate, duration, policy.sla_ms)
+    out.print(summary_table(report, "scorestream demo"))
     out.print("the system keeps running: `scorestream status`, `scorestream results`, `scorestream down`")
     if report.answered < report.published:
         raise UserError(f"{report.published - report.answered} requests got no answer")
@@ -119,17 +119,17 @@ def bench(rate: float, duration: float, policy_path: Path | None, skip_floor: bo
     cost), CPU ms per second idle (over --idle seconds before the load) and
     resident memory, from the processes' own counters (/proc).
     """
-    bootstrap, policy = _system_up(policy_path, rate, warm_anyway=True, running=running)
+    bootstrap, policy = system_up(policy_path, rate, warm_anyway=True, running=running)
     if running:
-        system = _load(bootstrap, rate, duration, policy.sla_ms, bad_share)
-        out.print(_summary(system, f"system at {rate:g}/s"))
+        system = load_with_progress(bootstrap, rate, duration, policy.sla_ms, bad_share)
+        out.print(summary_table(system, f"system at {rate:g}/s"))
     else:
         system, cost = _measured_load(bootstrap, rate, duration, policy.sla_ms, bad_share, idle_s)
-        out.print(_summary(system, f"system at {rate:g}/s"))
+        out.print(summary_table(system, f"system at {rate:g}/s"))
         out.print(cost.table(f"cost model at {rate:g}/s"))
     if not skip_floor:
         with err.status("the bare-Kafka floor ..."):
             bare = floor(rate, duration, policy.sla_ms, bootstrap)
-        out.print(_summary(bare, f"bare Kafka hops at {rate:g}/s"))
+        out.print(summary_table(bare, f"bare Kafka hops at {rate:g}/s"))
         out.print(f"p50 ratio system/floor {system.percentile(50) / bare.percentile(50):.2f}, "
                   f"p99 ratio {system.percentile(99) / bare.percentile(99):.2f}")
