@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -38,10 +39,46 @@ COMMIT = Histogram("scorestream_transaction_commit_seconds", "Time to commit one
 
 REPORT_EVERY_S = 30.0              # a line of progress in the log, as the workers write
 MAX_CONSUMER_REBUILDS = 10          # in one run; more means something else is wrong: stop and say so
+MAX_PRODUCER_REBUILDS = 10
+HANG_MARGIN_S = 15.0                # past its own timeout, a producer call is taken for hung
+# No re-bootstrap when every broker is down (librdkafka's default since 2.10 decommissions them all): a single
+# broker is back at its bootstrap address anyway, and a transactional producer whose group coordinator was
+# decommissioned waits forever in send_offsets_to_transaction (librdkafka issue #5511, open in 2.16).
+NO_REBOOTSTRAP = {"metadata.recovery.strategy": "none"}
+
+
+class CallHung(Exception):
+    """A producer call did not return long after its own timeout (librdkafka lost track of it)."""
 
 
 class ConsumerFenced(Exception):
     """The consumer met a fatal error (librdkafka: it cannot be used any more)."""
+
+
+def bounded(call, *args, margin_s: float = HANG_MARGIN_S):
+    """call(*args), whose last argument is its own timeout in seconds; CallHung if it has not returned margin_s
+    after that timeout.
+
+    librdkafka can miss its own timeout for good: 2.16's send_offsets_to_transaction waited forever on a
+    decommissioned group coordinator (librdkafka issue #5511). The call runs in a daemon thread, which a hang
+    leaves behind."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call(*args)
+        except BaseException as exc:        # handed to the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"decoy-{getattr(call, '__name__', 'call')}", daemon=True)
+    thread.start()
+    thread.join(args[-1] + margin_s)
+    if thread.is_alive():
+        raise CallHung(f"{getattr(call, '__name__', call)} did not return within {args[-1] + margin_s:.0f}s "
+                       f"(its timeout {args[-1]:.0f}s)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 @dataclass
@@ -71,15 +108,20 @@ class Archiver:
             # the archive is not on the answer's path: fetch in bulk, sparing the broker a wake-up per request
             "fetch.min.bytes": 65536,
             "fetch.wait.max.ms": settings.batch_ms,
+            **NO_REBOOTSTRAP,
         })
         self.consumer = self._new_consumer()
-        self.producer = kafka.producer(bootstrap, **{
+        self._producer_config = (bootstrap, {
             "transactional.id": prefix + settings.transactional_id,
             "transaction.timeout.ms": int(settings.transaction_timeout_s * 1000),
             "linger.ms": 5,
+            **NO_REBOOTSTRAP,
         })
+        self.producer = self._new_producer()
         self.stats = ArchiverStats()
         self.consumer_rebuilds = 0
+        self.producer_rebuilds = 0
+        self._hung: list = []       # producers abandoned in a call that never returned: never destroyed
         self.stopping = False
         self._rebalances = 0
         self._assigned_at: float | None = None
@@ -92,7 +134,7 @@ class Archiver:
             signal.signal(sig, self._stop)
         serve(self.settings.metrics_port)
         timeout = self.settings.transaction_timeout_s
-        self.producer.init_transactions(timeout)     # fences a dead predecessor's open transaction
+        bounded(self.producer.init_transactions, timeout)     # fences a dead predecessor's open transaction
         meta = self.consumer.list_topics(self.archive, timeout=10).topics[self.archive]
         self.archive_partitions = len(meta.partitions)
         self._subscribe()
@@ -116,8 +158,9 @@ class Archiver:
                     self._update_lag()
                     last_lag = now
                 if now - last_report > REPORT_EVERY_S:
-                    log.info("%s: %d archived in %d transactions, %d aborted, %d consumer rebuilds", STAGE,
-                             self.stats.archived, self.stats.transactions, self.stats.aborts, self.consumer_rebuilds)
+                    log.info("%s: %d archived in %d transactions, %d aborted, %d consumer and %d producer rebuilds",
+                             STAGE, self.stats.archived, self.stats.transactions, self.stats.aborts,
+                             self.consumer_rebuilds, self.producer_rebuilds)
                     last_report = now
         finally:
             end = last_work if self.settings.idle_exit_s and last_work else time.monotonic()
@@ -125,6 +168,10 @@ class Archiver:
             self.consumer.close()
             self.producer.flush(10)
         return self.stats
+
+    def _new_producer(self):
+        bootstrap, config = self._producer_config
+        return kafka.producer(bootstrap, **config)
 
     def _new_consumer(self):
         group, bootstrap, config = self._consumer_config
@@ -194,8 +241,10 @@ class Archiver:
         return records
 
     def _archive(self, msgs: list) -> None:
-        """One transaction: the copies plus the offsets after them. Aborted and re-read on abortable errors."""
+        """One transaction: the copies plus the offsets after them. Aborted and re-read on abortable errors; a
+        call that never returns (a librdkafka hang) costs the producer: a new one fences it and we re-read."""
         archived, aborts, _, commit_time = self._metrics
+        timeout = self.settings.transaction_timeout_s
         archived_at = int(time.time() * 1000)
         ends: dict[int, int] = {}
         try:
@@ -206,22 +255,28 @@ class Archiver:
             offsets = [TopicPartition(self.source, p, o) for p, o in ends.items()]
             started = time.perf_counter()
             self._retrying(self.producer.send_offsets_to_transaction, offsets,
-                           self.consumer.consumer_group_metadata(), self.settings.transaction_timeout_s)
-            self._retrying(self.producer.commit_transaction, self.settings.transaction_timeout_s)
+                           self.consumer.consumer_group_metadata(), timeout)
+            self._retrying(self.producer.commit_transaction, timeout)
             commit_time.observe(time.perf_counter() - started)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if not error.txn_requires_abort():
                 raise                       # fatal (e.g. fenced by a newer decoy with our id): stop
             log.warning("%s: aborting transaction of %d records: %s", STAGE, len(msgs), error)
-            self.producer.abort_transaction(self.settings.transaction_timeout_s)
-            self._rewind()
-            aborts.inc()
-            self.stats.aborts += 1
+            try:
+                bounded(self.producer.abort_transaction, timeout)
+            except CallHung as hung:
+                self._rebuild_producer(hung)
+        except CallHung as hung:
+            self._rebuild_producer(hung)
+        else:
+            archived.inc(len(msgs))
+            self.stats.archived += len(msgs)
+            self.stats.transactions += 1
             return
-        archived.inc(len(msgs))
-        self.stats.archived += len(msgs)
-        self.stats.transactions += 1
+        self._rewind()
+        aborts.inc()
+        self.stats.aborts += 1
 
     def _produce(self, m, archived_at: int) -> None:
         record = ArchivedRequest(KafkaRecord.from_message(m), archived_at)
@@ -236,15 +291,28 @@ class Archiver:
             except BufferError:
                 self.producer.poll(0.05)
 
-    @staticmethod
-    def _retrying(call, *args) -> None:
+    def _retrying(self, call, *args) -> None:
+        """A transactional call, again after a retriable error (a timeout: the transaction is kept)."""
         for attempt in range(5):
             try:
-                return call(*args)
+                return bounded(call, *args)
             except KafkaException as exc:
                 if not exc.args[0].retriable() or attempt == 4:
                     raise
+                log.warning("%s: %s failed (%s): again", STAGE, call.__name__, exc.args[0])
                 time.sleep(0.2 * (attempt + 1))
+
+    def _rebuild_producer(self, hung: "CallHung") -> None:
+        """A new producer with our transactional.id: its init_transactions fences the hung one (a write or commit
+        of it can no longer land) and aborts the open transaction; the caller re-reads from the committed
+        offsets."""
+        self.producer_rebuilds += 1
+        if self.producer_rebuilds > MAX_PRODUCER_REBUILDS:
+            raise hung
+        log.error("%s: %s; a new producer fences it, and the batch is read again", STAGE, hung)
+        self._hung.append(self.producer)
+        self.producer = self._new_producer()
+        self._retrying(self.producer.init_transactions, self.settings.transaction_timeout_s)
 
     def _rewind(self) -> None:
         """Seek every owned partition back to its committed offset: the next batch starts there."""

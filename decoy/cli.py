@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -35,6 +37,7 @@ def decoy_cmd(instance: str, batch_size: int, batch_ms: int, metrics_port: int, 
     from scorestream.topics import TopicRegistry
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)    # `kill -USR1 <pid>`: every thread's stack, to stderr
     settings = DecoySettings(instance=instance, batch_size=batch_size, batch_ms=batch_ms,
                              metrics_port=metrics_port, idle_exit_s=idle_exit_s)
     stats = Archiver(settings, TopicRegistry.load()).run()
