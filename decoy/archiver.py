@@ -41,6 +41,7 @@ REPORT_EVERY_S = 30.0              # a line of progress in the log, as the worke
 MAX_CONSUMER_REBUILDS = 10          # in one run; more means something else is wrong: stop and say so
 MAX_PRODUCER_REBUILDS = 10
 HANG_MARGIN_S = 15.0                # past its own timeout, a producer call is taken for hung
+CALL_ATTEMPTS = 3                   # of a transactional call failing with a retriable error, before a new producer
 # No re-bootstrap when every broker is down (librdkafka's default since 2.10 decommissions them all): a single
 # broker is back at its bootstrap address anyway, and a transactional producer whose group coordinator was
 # decommissioned waits forever in send_offsets_to_transaction (librdkafka issue #5511, open in 2.16).
@@ -48,7 +49,8 @@ NO_REBOOTSTRAP = {"metadata.recovery.strategy": "none"}
 
 
 class CallHung(Exception):
-    """A producer call did not return long after its own timeout (librdkafka lost track of it)."""
+    """A producer call did not return long after its own timeout (librdkafka lost track of it), or kept timing out
+    after the broker was back."""
 
 
 class ConsumerFenced(Exception):
@@ -244,7 +246,7 @@ class Archiver:
         """One transaction: the copies plus the offsets after them. Aborted and re-read on abortable errors; a
         call that never returns (a librdkafka hang) costs the producer: a new one fences it and we re-read."""
         archived, aborts, _, commit_time = self._metrics
-        timeout = self.settings.transaction_timeout_s
+        timeout = self.settings.call_timeout_s
         archived_at = int(time.time() * 1000)
         ends: dict[int, int] = {}
         try:
@@ -264,7 +266,7 @@ class Archiver:
                 raise                       # fatal (e.g. fenced by a newer decoy with our id): stop
             log.warning("%s: aborting transaction of %d records: %s", STAGE, len(msgs), error)
             try:
-                bounded(self.producer.abort_transaction, timeout)
+                self._retrying(self.producer.abort_transaction, timeout)
             except CallHung as hung:
                 self._rebuild_producer(hung)
         except CallHung as hung:
@@ -291,14 +293,17 @@ class Archiver:
             except BufferError:
                 self.producer.poll(0.05)
 
-    def _retrying(self, call, *args) -> None:
-        """A transactional call, again after a retriable error (a timeout: the transaction is kept)."""
-        for attempt in range(5):
+    def _retrying(self, call, *args, attempts: int = CALL_ATTEMPTS) -> None:
+        """A transactional call, again after a retriable error (a timeout: the transaction is kept); CallHung when
+        it still fails: once, after a 30 s outage, AddOffsetsToTxn timed out again and again with the broker back."""
+        for attempt in range(attempts):
             try:
                 return bounded(call, *args)
             except KafkaException as exc:
-                if not exc.args[0].retriable() or attempt == 4:
+                if not exc.args[0].retriable():
                     raise
+                if attempt == attempts - 1:
+                    raise CallHung(f"{call.__name__} failed {attempts} times: {exc.args[0]}") from exc
                 log.warning("%s: %s failed (%s): again", STAGE, call.__name__, exc.args[0])
                 time.sleep(0.2 * (attempt + 1))
 
@@ -312,7 +317,8 @@ class Archiver:
         log.error("%s: %s; a new producer fences it, and the batch is read again", STAGE, hung)
         self._hung.append(self.producer)
         self.producer = self._new_producer()
-        self._retrying(self.producer.init_transactions, self.settings.transaction_timeout_s)
+        # the broker may still be down: wait for it as long as a decoy would wait at its start and longer
+        self._retrying(self.producer.init_transactions, self.settings.call_timeout_s, attempts=15)
 
     def _rewind(self) -> None:
         """Seek every owned partition back to its committed offset: the next batch starts there."""

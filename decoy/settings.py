@@ -16,7 +16,8 @@ class DecoySettings(BaseSettings):
     batch_ms: int = 100              # ... or what arrived within this many ms
     metrics_port: int = 0            # 0: no /metrics endpoint
     idle_exit_s: float = 0.0         # exit after this long with nothing to archive (0: run until SIGTERM)
-    transaction_timeout_s: float = 60.0
+    transaction_timeout_s: float = 60.0    # the broker aborts a transaction open this long
+    call_timeout_s: float = 20.0           # of one transactional call; retried, then the producer is replaced
 
     @property
     def transactional_id(self) -> str:
