@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from scorestream import security
 from scorestream.errors import UserError
 from pydantic_settings import SettingsConfigDict
 
@@ -121,6 +122,10 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
     return env
 
 
+# our connector jar (flink-sql-connector-kafka) relocates Kafka's client: SASL login modules are named there
+KAFKA_SHADED = "org.apache.flink.kafka.shaded."
+
+
 def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str = "committed", bounded: bool = False,
                  properties: dict | None = None):
     """A KafkaSource of value strings. start: earliest | latest | committed (earliest when none)."""
@@ -137,7 +142,7 @@ def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str 
                .set_group_id(group).set_starting_offsets(offsets)
                .set_value_only_deserializer(SimpleStringSchema())
                .set_property("isolation.level", "read_committed"))
-    for key, value in (properties or {}).items():
+    for key, value in (security.java_properties(shaded=KAFKA_SHADED) | (properties or {})).items():
         builder = builder.set_property(key, str(value))
     if bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
@@ -158,8 +163,14 @@ def table_environment(env):
 
 
 def _kafka_table(t_env, name: str, columns: str, options: dict[str, str]) -> None:
-    with_ = ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    """A Kafka table; the client's security settings (scorestream/security.py) join its properties."""
+    options = options | {f"properties.{k}": v for k, v in security.java_properties(shaded=KAFKA_SHADED).items()}
+    with_ = ", ".join(f"'{k}' = '{_sql_text(v)}'" for k, v in options.items())
     t_env.execute_sql(f"CREATE TEMPORARY TABLE `{name}` ({columns}) WITH ({with_})")
+
+
+def _sql_text(value) -> str:
+    return str(value).replace("'", "''")
 
 
 def _source_options(topics: list[str], group: str, bootstrap: str, start: str, properties: dict | None) -> dict:
@@ -238,9 +249,12 @@ def kafka_sink(topic: str, bootstrap: str, linger_ms: int = 1):
 
     serializer = (KafkaRecordSerializationSchema.builder().set_topic(topic)
                   .set_value_serialization_schema(SimpleStringSchema()).build())
-    return (KafkaSink.builder().set_bootstrap_servers(bootstrap).set_record_serializer(serializer)
+    builder = (KafkaSink.builder().set_bootstrap_servers(bootstrap).set_record_serializer(serializer)
             .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-            .set_property("linger.ms", str(linger_ms)).build())
+            .set_property("linger.ms", str(linger_ms)))
+    for key, value in security.java_properties(shaded=KAFKA_SHADED).items():
+        builder = builder.set_property(key, value)
+    return builder.build()
 
 
 def attempt_number(runtime_context) -> int:
