@@ -10,6 +10,7 @@ must acknowledge a write (docs/operations.md).
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import socket
@@ -280,6 +281,20 @@ class Cluster:
             self.stop()                 # no half cluster left behind
             raise
         return time.monotonic() - began
+
+    def active_controller(self) -> int | None:
+        """The node id of the KRaft quorum's leader (the active controller) as a running node last recorded it
+        in its quorum-state file; None when no node knows one."""
+        for broker in self.nodes:
+            if not broker.running():
+                continue
+            try:
+                state = json.loads((broker.dir / "data" / "__cluster_metadata-0" / "quorum-state").read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("leaderId", -1) > 0:
+                return state["leaderId"]
+        return None
 
     def stop(self) -> list[str]:
         """Stop every node; the names of those that ran."""

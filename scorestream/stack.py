@@ -184,12 +184,15 @@ def pids(settings: StackSettings | None = None) -> dict[str, int]:
 def status(settings: StackSettings | None = None) -> list[PartStatus]:
     settings = settings or StackSettings()
     rows = []
-    for broker in Cluster.found(settings).nodes:
+    cluster = Cluster.found(settings)
+    active = cluster.active_controller() if len(cluster.nodes) > 1 else None
+    for broker in cluster.nodes:
         pid = broker.process.pid()
         answering = pid is not None and broker_answers(broker.bootstrap)
         rows.append(PartStatus(broker.name, "running" if answering else ("starting" if pid else "stopped"), pid,
                                rss_bytes(pid) / 2**20 if pid else 0.0,
-                               f"{broker.bootstrap} (data {broker.dir / 'data'})"))
+                               f"{broker.bootstrap} (data {broker.dir / 'data'})"
+                               + (", active controller" if broker.node == active else "")))
     for proc in processes(settings):
         pid = proc.pid()
         rows.append(PartStatus(proc.name, "running" if pid else "stopped", pid,
