@@ -9,29 +9,22 @@ import pytest
 from savepoints.cluster import SessionCluster
 from savepoints.registry import JobHome
 from savepoints.rest import FlinkRest
-from tests.integration.test_savepoints import System, code_copy, upgrade
+from tests.integration.test_flink_cluster import system_on
+from tests.integration.test_savepoints import code_copy, upgrade
 
 pytestmark = pytest.mark.slow      # a cluster and the whole system: minutes; `make test-slow`
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = SessionCluster(tmp_path_factory.mktemp("flink-thread"), python="thread")
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with SessionCluster(tmp_path_factory.mktemp("flink-thread"), python="thread") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
 def system(cluster, tmp_path_factory):
-    s = System.in_home(tmp_path_factory.mktemp("on-thread-cluster"))
-    try:
-        started = s.cli("up", "--policy", str(s.policy), "--flink", cluster.url)
-        assert started.returncode == 0, started.stdout + started.stderr
+    with system_on(cluster, tmp_path_factory.mktemp("on-thread-cluster")) as s:
         yield s
-    finally:
-        s.cli("down")
 
 
 def test_jobs_run_in_the_clusters_thread_mode_and_answer_each_request_once(system, cluster):

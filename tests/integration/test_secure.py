@@ -7,10 +7,6 @@ worker's credentials writing the results topic. Nothing falls back to plaintext.
 
 from __future__ import annotations
 
-import os
-import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +16,7 @@ from scorestream import certificates, secured
 from scorestream.load import run_load
 from scorestream.security import read_properties
 from scorestream.topics import TopicRegistry
-from tests.conftest import free_port_pair
-from tests.integration.test_system import POLICY
+from tests.integration.test_system import system_home
 from tests.readback import read_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]    # a whole system of its own: `make test-slow`
@@ -29,18 +24,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]    # a whole system of
 
 @pytest.fixture(scope="module")
 def secure_system(tmp_path_factory):
-    home = tmp_path_factory.mktemp("secure")
-    policy = home / "policy.yaml"
-    policy.write_text(POLICY)
-    port = free_port_pair()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
-        "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
-        "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10))}
+    home, policy, port, base_cli = system_home(tmp_path_factory, "secure")
 
     def cli(*args, config: Path | None = None, timeout=300):
-        extra = {"SCORESTREAM_KAFKA_CONFIG": str(config)} if config else {}
-        return subprocess.run([sys.executable, "-m", "scorestream.cli", *args], env=env | extra,
-                              capture_output=True, text=True, timeout=timeout)
+        return base_cli(*args, timeout=timeout, env={"SCORESTREAM_KAFKA_CONFIG": str(config)} if config else None)
 
     started = cli("up", "--secure", "--policy", str(policy), "--warm-up", "30", "--warm-up-rate", "50")
     assert started.returncode == 0, started.stdout + started.stderr
