@@ -17,6 +17,7 @@ import faust
 
 from canary.alerts import latest, read_alerts
 from canary.monitor import CanarySettings, Monitor
+from scorestream import security
 from scorestream.settings import KafkaSettings, StackSettings
 from scorestream.topics import TopicRegistry
 
@@ -44,7 +45,7 @@ def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: s
     datadir.mkdir(parents=True, exist_ok=True)
     brokers = ";".join(f"kafka://{server}" for server in bootstrap.split(","))     # faust's list of servers
     app = faust.App(f"{prefix}scorestream.canary", broker=brokers, web_enabled=False,
-                    datadir=datadir,
+                    datadir=datadir, broker_credentials=security.faust_credentials(),
                     store="memory://", consumer_auto_offset_reset="latest",
                     topic_replication_factor=registry["alerts"].replication,     # its own topics, as ours
                     producer_acks=-1, logging_config=None)

@@ -70,6 +70,7 @@ class Extract(FlatMapFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         from extractors import get_extractor
         from scorestream.swap import Ownership
+        flink.check_loaded_code("extract", (self.extracted_by or {}).get("version"))
         self.extractor = get_extractor(self.extractor_ref)
         self.ownership = Ownership((self.extracted_by or {}).get("deployment", ""), self.predecessor)
         self.dead = DeadLetterSink(kafka.producer(self.bootstrap), self.deadletter_topic, STAGE)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from rendezvous.policy import Policy
-from scorestream import kafka
+from scorestream import kafka, security
 from scorestream.contract import ContractError, Control
 from scorestream.errors import UserError
 from scorestream.topics import TopicRegistry
@@ -71,7 +71,11 @@ def without_workers(policy: Policy, bootstrap: str | None = None) -> list[str]:
     for ref, group in groups.items():
         try:
             members = futures[group].result(timeout=15).members
-        except Exception:           # noqa: BLE001 - an unknown group is a group without members
+        except KafkaException as exc:
+            if security.refusal(exc.args[0]):       # not allowed to look is not "no worker"
+                raise UserError(security.refusal(exc.args[0], f"consumer group {group}")) from None
+            members = []                             # an unknown group is a group without members
+        except Exception:           # noqa: BLE001 - no answer in time: counted as no worker, as before
             members = []
         if not members:
             missing.append(ref)

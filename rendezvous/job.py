@@ -93,6 +93,7 @@ class Rendezvous(KeyedBroadcastProcessFunction):
         from scorestream.metrics import serve
         from scorestream.swap import Ownership
         self.metrics = metrics
+        flink.check_loaded_code("rendezvous", (self.answered_by or {}).get("version"))
         serve(self.metrics_port, wait=True)     # during a hot swap the predecessor holds the port until it stops
         self.ownership = Ownership(self.deployment, self.predecessor)
         self.state = runtime_context.get_state(ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))

@@ -138,6 +138,9 @@ def _wait_running(job: str, rest: FlinkRest, job_id: str) -> None:
         info = rest.job(job_id)
         if info["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in info["vertices"]):
             return
+        failed = rest.failure_reason(job_id)
+        if failed:         # a task that fails as it starts (e.g. in its open()) would only fail again
+            raise UserError(f"{job}: the job failed on the cluster as it started: {failed}")
         if info["state"] in ("FAILED", "CANCELED", "FINISHED"):
             raise UserError(f"{job}: the cluster at {rest.url} ended the job ({info['state']}) right after taking it; "
                             f"see its exceptions at {rest.url}/jobs/{job_id}/exceptions")

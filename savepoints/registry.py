@@ -11,7 +11,6 @@ A restore point is a savepoint or a retained checkpoint: a directory with Flink'
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -19,21 +18,10 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from scorestream.settings import PROJECT_ROOT
+from scorestream.flink import code_version  # noqa: F401 - the deployments' code version, as before
 
 JOBS = ("extract", "rendezvous")
 KEEP_RUNS = 3                      # checkpoint directories of the latest runs kept; older ones are deleted
-
-
-def code_version(job: str) -> str:
-    """A digest of the code the job runs (its part's folder and the shared Flink plumbing), as on disk now."""
-    part = {"extract": "extractors", "rendezvous": "rendezvous"}[job]
-    files = sorted((PROJECT_ROOT / part).rglob("*.py")) + [PROJECT_ROOT / "scorestream" / "flink.py",
-                                                          PROJECT_ROOT / "scorestream" / "contract.py"]
-    digest = hashlib.sha1()
-    for f in files:
-        digest.update(f.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + f.read_bytes())
-    return digest.hexdigest()[:10]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ the operation's outcome is polled at .../savepoints/<trigger id>.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -71,6 +72,14 @@ class FlinkRest:
     def failures(self, job_id: str) -> list[dict]:
         """The job's exception history, newest first: each failure that made Flink restart (or fail) it."""
         return self._call("GET", f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
+
+    def failure_reason(self, job_id: str) -> str | None:
+        """The newest failure of the job in a line: a Python error raised in a task as its class and message."""
+        for entry in self.failures(job_id):
+            trace = entry.get("stacktrace", "")
+            python = re.search(r"<class '(\w+)'>: ([^\n]+)", trace)
+            return (f"{python.group(1)}: {python.group(2)}" if python else trace.split("\n", 1)[0])[:600]
+        return None
 
     def plan(self, job_id: str) -> dict:
         return self._call("GET", f"/jobs/{job_id}/plan")["plan"]

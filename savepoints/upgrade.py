@@ -245,7 +245,7 @@ def _reason(proc: ManagedProcess, p: Plan, old_rest: FlinkRest) -> str:
         return (f"the savepoint does not match the new code: the state of operator {op} ({name[:120]}) "
                 f"has no operator to restore into")
     errors = [line for line in log.splitlines() if "Error" in line or "Exception" in line]
-    return errors[-1].strip()[:400] if errors else "it exited; see its log"
+    return errors[-1].strip().removeprefix("error: ")[:600] if errors else "it exited; see its log"
 
 
 def _write_tokens(p: Plan) -> dict[str, dict[int, int]]:

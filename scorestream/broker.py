@@ -10,6 +10,7 @@ must acknowledge a write (docs/operations.md).
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import socket
@@ -20,19 +21,23 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from scorestream import secured, security
 from scorestream.errors import UserError
 from scorestream.process import ManagedProcess
 from scorestream.settings import PROJECT_ROOT, StackSettings
+
+PLAINTEXT_LISTENERS = """\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+"""
 
 BROKER_PROPERTIES = """\
 process.roles=broker,controller
 node.id={node}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
 log.dirs={data_dir}
 # topics come from topics.yaml only: a misspelt name fails instead of appearing
 auto.create.topics.enable=false
@@ -54,6 +59,8 @@ group.initial.rebalance.delay.ms=0
 num.io.threads=2
 num.network.threads=1
 """
+
+SECURED_MARK = "scorestream-secured"     # in the data folder of a broker made with --secure
 
 LOG4J2_PROPERTIES = """\
 rootLogger.level = WARN
@@ -104,14 +111,17 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 1.0, brokers: int = 1) -> bool:
-    """The (first) broker of bootstrap answers, and its metadata lists at least `brokers` brokers."""
+def broker_answers(bootstrap: str, timeout_s: float = 1.0, brokers: int = 1, config: dict | None = None) -> bool:
+    """The (first) broker of bootstrap answers, and its metadata lists at least `brokers` brokers.
+    config: the client's security settings (default: this client's, scorestream.security)."""
     host, port = bootstrap.split(",")[0].rsplit(":", 1)
     try:  # a plain TCP probe first: librdkafka would log every refused connection
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError:
         return False
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000), "log_level": 0})
+    config = security.client_properties() if config is None else config
+    admin = AdminClient(config | {"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000),
+                                  "log_level": 0})
     try:
         return len(admin.list_topics(timeout=timeout_s).brokers) >= max(1, brokers)
     except Exception:  # KafkaException while the broker is coming up
@@ -166,6 +176,11 @@ class Broker:
         classpath = f"{jars}/*"
         if not (self.dir / "data" / "meta.properties").exists():
             self._format(java, classpath, props)
+        elif self.settings.secure != (self.dir / "data" / SECURED_MARK).exists():
+            made = "with" if not self.settings.secure else "without"
+            raise UserError(f"the Kafka data in {self.dir / 'data'} was made {made} --secure: start it as it was made "
+                            f"(`scorestream up{' --secure' if made == 'with' else ''}`), or use another home "
+                            f"(SCORESTREAM_HOME) for the other kind; a broker never changes between the two")
         # a fixed heap, as Kafka's own start script sets: grown from a small start, G1 kept a young
         # generation so small that it collected every ~0.7 s at 500 requests/s (docs/benchmarks.md)
         heap = self.settings.kafka_heap
@@ -178,7 +193,9 @@ class Broker:
     def wait_ready(self, began: float) -> None:
         """Until this broker answers and sees every node of its cluster; UserError after ready_timeout_s."""
         deadline = began + self.settings.ready_timeout_s
-        while not broker_answers(self.bootstrap, brokers=self.nodes):
+        config = security.read_properties(secured.properties_file(self.settings.home, secured.ADMIN)) \
+            if self.settings.secure else {}
+        while not broker_answers(self.bootstrap, brokers=self.nodes, config=config):
             if not self.running():
                 raise UserError(f"the Kafka broker {self.name} exited during start; its log ({self.process.log_file}) "
                                 f"ends:\n{self.process.log_tail()}")
@@ -196,17 +213,24 @@ class Broker:
         props = self.dir / "server.properties"
         base = self.settings.kafka_port
         voters = ",".join(f"{n}@127.0.0.1:{base + 2 * (n - 1) + 1}" for n in range(1, self.nodes + 1))
-        props.write_text(BROKER_PROPERTIES.format(
-            node=self.node, voters=voters, port=port, controller_port=port + 1, data_dir=self.dir / "data",
+        listeners = (secured.broker_properties(self.settings.home, port, port + 1) if self.settings.secure
+                     else PLAINTEXT_LISTENERS.format(port=port, controller_port=port + 1))
+        props.write_text(listeners + BROKER_PROPERTIES.format(
+            node=self.node, voters=voters, data_dir=self.dir / "data",
             replication=min(self.nodes, 3), min_isr=2 if self.nodes >= 3 else 1))
         (self.dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         return props
 
     def _format(self, java: str, classpath: str, props: Path) -> None:
         cmd = [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", self._cluster_id(), "-c", str(props)]
+        if self.settings.secure:    # the broker's own user must exist before it starts (brokers log in as it)
+            admin = secured.properties_file(self.settings.home, secured.ADMIN)
+            cmd += secured.scram_arguments({secured.ADMIN: secured.password_of(admin)})
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise UserError(f"formatting the Kafka data folder failed: {done.stdout}{done.stderr}")
+        if self.settings.secure:
+            (self.dir / "data" / SECURED_MARK).write_text("made by scorestream up --secure\n")
 
     def _cluster_id(self) -> str:
         """One id for every node of a cluster, kept beside their data; a new one for a single broker."""
@@ -257,6 +281,20 @@ class Cluster:
             self.stop()                 # no half cluster left behind
             raise
         return time.monotonic() - began
+
+    def active_controller(self) -> int | None:
+        """The node id of the KRaft quorum's leader (the active controller) as a running node last recorded it
+        in its quorum-state file; None when no node knows one."""
+        for broker in self.nodes:
+            if not broker.running():
+                continue
+            try:
+                state = json.loads((broker.dir / "data" / "__cluster_metadata-0" / "quorum-state").read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("leaderId", -1) > 0:
+                return state["leaderId"]
+        return None
 
     def stop(self) -> list[str]:
         """Stop every node; the names of those that ran."""

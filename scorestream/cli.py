@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import click
+from confluent_kafka import KafkaException
 from rich.table import Table
 
-from scorestream import kafka, stack, topics
+from scorestream import kafka, security, stack, topics
 from scorestream.console import err, out, progress
 from scorestream.errors import UserError
 from scorestream.publish import (DelayedOutcomes, PublishReport, lines_to_outcomes, lines_to_requests, publish,
@@ -45,9 +46,9 @@ def _port_option(f):
                         help="Broker port on 127.0.0.1 (the KRaft controller uses port + 1). [default: 9092]")(f)
 
 
-def _stack_settings(port: int | None, brokers: int | None = None) -> StackSettings:
-    given = {"kafka_port": port} if port else {}
-    return StackSettings(**given, **({"brokers": brokers} if brokers else {}))
+def _stack_settings(port: int | None, brokers: int | None = None, secure: bool | None = None) -> StackSettings:
+    given = ({"kafka_port": port} if port else {}) | ({"brokers": brokers} if brokers else {})
+    return StackSettings(**given, **({"secure": secure} if secure else {}))
 
 
 def _policy_option(f):
@@ -63,6 +64,10 @@ def _policy_option(f):
               help="Kafka nodes: 1, or a local cluster of 3 (each broker and controller, on port, port + 2, ...; "
                    "topics with replication 3, min.insync.replicas 2: it loses a node without losing a record). "
                    "[default: 1]")
+@click.option("--secure", is_flag=True, default=None, envvar="SCORESTREAM_SECURE", show_envvar=True,
+              help="Kafka on SASL_SSL only (SCRAM-SHA-512 over TLS), with a user and least-privilege ACLs per part "
+                   "(topics.yaml's access); a CA, certificates and passwords are made under <home>/secrets. "
+                   "A home's broker stays what it was made: secured or not (docs/operations.md).")
 @click.option("--restore", "restores", multiple=True, metavar="JOB=PATH",
               help="Start JOB (extract, rendezvous) from this savepoint instead of its newest restore point.")
 @click.option("--fresh", is_flag=True, help="Start the Flink jobs without any saved state (from committed offsets).")
@@ -74,8 +79,8 @@ def _policy_option(f):
               help="At most this many seconds of synthetic warm-up traffic after starting a Flink job or a worker "
                    "(0: none).")
 @click.option("--warm-up-rate", type=float, default=200.0, show_envvar=True, help="Requests per second of the warm-up traffic.")
-def up(port: int | None, policy_path: Path | None, broker_only: bool, brokers: int | None, restores: tuple[str, ...],
-       fresh: bool, flink_url: str | None, warm_up: float, warm_up_rate: float) -> None:
+def up(port: int | None, policy_path: Path | None, broker_only: bool, brokers: int | None, secure: bool | None,
+       restores: tuple[str, ...], fresh: bool, flink_url: str | None, warm_up: float, warm_up_rate: float) -> None:
     """Start the embedded system; returns when every part runs and answers steadily. Harmless when running.
 
     A Kafka broker (KRaft) on 127.0.0.1, the topics of topics.yaml, the Flink
@@ -99,7 +104,7 @@ def up(port: int | None, policy_path: Path | None, broker_only: bool, brokers: i
         if not sep or job_name not in ("extract", "rendezvous"):
             raise UserError(f"--restore {item!r}: give JOB=PATH with JOB extract or rendezvous")
         restore[job_name] = path
-    bring_up(_stack_settings(port, brokers), policy_path, broker_only, restore, flink_url, warm_up, warm_up_rate)
+    bring_up(_stack_settings(port, brokers, secure), policy_path, broker_only, restore, flink_url, warm_up, warm_up_rate)
 
 
 def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_only: bool = False,
@@ -350,6 +355,9 @@ def main() -> None:
         cli.main(standalone_mode=True)
     except UserError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except KafkaException as exc:     # what Kafka refused or could not do, said without a traceback
+        err.print(f"[red]error:[/red] {security.explain(exc.args[0])}", highlight=False)
         sys.exit(1)
 
 

@@ -14,6 +14,8 @@ share an interpreter and its `sys.modules`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import site
@@ -21,10 +23,12 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from scorestream import security
 from scorestream.errors import UserError
 from pydantic_settings import SettingsConfigDict
 
@@ -49,6 +53,62 @@ def flink_python_jar() -> Path:
     return next((Path(pyflink.__file__).parent / "opt").glob("flink-python-*.jar"))
 
 
+JOB_PACKAGES = {"extract": "extractors", "rendezvous": "rendezvous"}
+SHARED_CODE = ("scorestream/flink.py", "scorestream/contract.py")      # in every job's code version
+
+
+def _digest(sources: dict[str, bytes]) -> str:
+    digest = hashlib.sha1()
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + sources[name])
+    return digest.hexdigest()[:10]
+
+
+def _in_version(job: str, name: str) -> bool:
+    return (name.startswith(JOB_PACKAGES[job] + "/") and name.endswith(".py")) or name in SHARED_CODE
+
+
+def code_version(job: str) -> str:
+    """A digest of the code the job runs (its part's folder and the shared Flink plumbing), as on disk now."""
+    files = [f.relative_to(PROJECT_ROOT).as_posix() for f in (PROJECT_ROOT / JOB_PACKAGES[job]).rglob("*.py")]
+    return _digest({name: (PROJECT_ROOT / name).read_bytes() for name in [*files, *SHARED_CODE]
+                    if "__pycache__" not in name})
+
+
+def _package_sources(package: str, wanted) -> dict[str, bytes]:
+    """The files of an imported package whose relative names `wanted` accepts, read where it was imported from:
+    a code archive (zip) or a folder."""
+    spec = sys.modules[package].__spec__
+    archive = getattr(spec.loader, "archive", None)            # a zipimporter's
+    if archive is not None:
+        with zipfile.ZipFile(archive) as zf:
+            return {n: zf.read(n) for n in zf.namelist() if n.startswith(package + "/") and wanted(n)}
+    root = Path(spec.origin).parent.parent
+    return {name: (root / name).read_bytes()
+            for name in (f.relative_to(root).as_posix() for f in (root / package).rglob("*.py")) if wanted(name)}
+
+
+def loaded_code_version(job: str) -> str:
+    """The version of the code this interpreter imported for `job`: in thread mode a TaskManager's one
+    interpreter keeps the modules the first job imported, whichever version of the code that was."""
+    for package in (JOB_PACKAGES[job], "scorestream"):
+        __import__(package)
+    sources = {}
+    for package in (JOB_PACKAGES[job], "scorestream"):
+        sources |= _package_sources(package, lambda n: _in_version(job, n) and "__pycache__" not in n)
+    return _digest(sources)
+
+
+def check_loaded_code(job: str, version: str | None) -> None:
+    """Refuse to run `job` with code other than the version it was submitted with (a TaskManager whose
+    thread-mode interpreter already runs another version, or files edited between submission and start)."""
+    loaded = loaded_code_version(job)
+    if version and loaded != version:
+        raise RuntimeError(f"{job}: this task's Python interpreter has code version {loaded} of {job} imported, not "
+                           f"this deployment's {version}: a thread-mode TaskManager keeps the code it first imported "
+                           f"for its life, so give the new version a TaskManager of its own (docs/savepoints.md)")
+
+
 def code_archive(name: str) -> Path:
     """The project's Python packages as they are on disk now, zipped: the code a job takes to a cluster."""
     target = Path(tempfile.mkdtemp(prefix=f"scorestream-{name}-")) / "scorestream-code.zip"
@@ -65,22 +125,41 @@ def cluster_url(cluster: str) -> str:
     return (cluster if "://" in cluster else f"http://{cluster}").rstrip("/")
 
 
-def cluster_config(cluster: str, name: str) -> dict[str, str]:
-    """Submit to the session cluster at REST address `cluster` instead of a local mini cluster."""
+def cluster_python_mode(cluster: str) -> str:
+    """How the session cluster runs Python functions: `thread` when it says so in its configuration
+    (python.execution-mode, with flink-python in its lib/: savepoints/cluster.py), else `process`."""
+    try:
+        with urllib.request.urlopen(f"{cluster_url(cluster)}/jobmanager/config", timeout=10) as reply:
+            entries = json.load(reply)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"the Flink cluster at {cluster} does not answer ({exc}): is it running?") from None
+    mode = next((e["value"] for e in entries if e.get("key") == "python.execution-mode"), "process")
+    return "thread" if mode == "thread" else "process"
+
+
+def cluster_config(cluster: str, name: str, python_mode: str | None = None) -> dict[str, str]:
+    """Submit to the session cluster at REST address `cluster` instead of a local mini cluster.
+
+    Python runs as the cluster says (cluster_python_mode): in thread mode flink-python is on the cluster's
+    classpath and the job ships the connector alone; in process mode the job ships flink-python too.
+    python_mode: given instead of asking the cluster."""
     url = urlsplit(cluster_url(cluster))
     if not url.hostname or not url.port:
         raise UserError(f"--flink {cluster!r}: give the REST address of the cluster's JobManager, "
                         f"e.g. http://127.0.0.1:8081")
+    mode = python_mode or cluster_python_mode(cluster)
+    jars = (connector_jar(),) if mode == "thread" else (connector_jar(), flink_python_jar())
     return {"execution.target": "remote", "rest.address": url.hostname, "rest.port": str(url.port),
-            "python.execution-mode": "process",
+            "python.execution-mode": mode,
             # keyed state lives in the JVM; the Python worker caches it. Flink's default (1000 keys) is fewer than the
             # rendezvous holds (every request of the last SLA + grace): each event was a round trip to the JVM
             "python.state.cache-size": "100000",
-            "pipeline.jars": ";".join(j.as_uri() for j in (connector_jar(), flink_python_jar())),
+            "pipeline.jars": ";".join(j.as_uri() for j in jars),
             "python.files": str(code_archive(name))}
 
 
-def _python_path() -> str:
+def python_path() -> str:
+    """PYTHONPATH for an embedded (thread mode) interpreter: this virtualenv's packages and the project."""
     paths = [*site.getsitepackages(), str(PROJECT_ROOT)]
     current = os.environ.get("PYTHONPATH")
     return os.pathsep.join(paths + ([current] if current else []))
@@ -91,7 +170,7 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
 
     The JVM's own log goes to <home>/logs/<name>/ (PyFlink's default is inside site-packages).
     """
-    os.environ["PYTHONPATH"] = _python_path()   # read by the JVM that pyflink starts next
+    os.environ["PYTHONPATH"] = python_path()   # read by the JVM that pyflink starts next
     log_dir = StackSettings().home / "logs" / name
     log_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
@@ -121,6 +200,10 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
     return env
 
 
+# our connector jar (flink-sql-connector-kafka) relocates Kafka's client: SASL login modules are named there
+KAFKA_SHADED = "org.apache.flink.kafka.shaded."
+
+
 def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str = "committed", bounded: bool = False,
                  properties: dict | None = None):
     """A KafkaSource of value strings. start: earliest | latest | committed (earliest when none)."""
@@ -137,7 +220,7 @@ def kafka_source(topic: str | list[str], group: str, bootstrap: str, start: str 
                .set_group_id(group).set_starting_offsets(offsets)
                .set_value_only_deserializer(SimpleStringSchema())
                .set_property("isolation.level", "read_committed"))
-    for key, value in (properties or {}).items():
+    for key, value in (security.java_properties(shaded=KAFKA_SHADED) | (properties or {})).items():
         builder = builder.set_property(key, str(value))
     if bounded:
         builder = builder.set_bounded(KafkaOffsetsInitializer.latest())
@@ -158,8 +241,14 @@ def table_environment(env):
 
 
 def _kafka_table(t_env, name: str, columns: str, options: dict[str, str]) -> None:
-    with_ = ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    """A Kafka table; the client's security settings (scorestream/security.py) join its properties."""
+    options = options | {f"properties.{k}": v for k, v in security.java_properties(shaded=KAFKA_SHADED).items()}
+    with_ = ", ".join(f"'{k}' = '{_sql_text(v)}'" for k, v in options.items())
     t_env.execute_sql(f"CREATE TEMPORARY TABLE `{name}` ({columns}) WITH ({with_})")
+
+
+def _sql_text(value) -> str:
+    return str(value).replace("'", "''")
 
 
 def _source_options(topics: list[str], group: str, bootstrap: str, start: str, properties: dict | None) -> dict:
@@ -238,9 +327,12 @@ def kafka_sink(topic: str, bootstrap: str, linger_ms: int = 1):
 
     serializer = (KafkaRecordSerializationSchema.builder().set_topic(topic)
                   .set_value_serialization_schema(SimpleStringSchema()).build())
-    return (KafkaSink.builder().set_bootstrap_servers(bootstrap).set_record_serializer(serializer)
+    builder = (KafkaSink.builder().set_bootstrap_servers(bootstrap).set_record_serializer(serializer)
             .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-            .set_property("linger.ms", str(linger_ms)).build())
+            .set_property("linger.ms", str(linger_ms)))
+    for key, value in security.java_properties(shaded=KAFKA_SHADED).items():
+        builder = builder.set_property(key, value)
+    return builder.build()
 
 
 def attempt_number(runtime_context) -> int:

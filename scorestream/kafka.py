@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from scorestream import security
 from scorestream.contract import KafkaRecord
 from scorestream.settings import KafkaSettings
 
 
 def _base(bootstrap: str | None) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap or KafkaSettings().bootstrap()}
+    """Where Kafka is and how this client proves who it is (scorestream/security.py)."""
+    props = security.client_properties()
+    bootstrap = bootstrap or KafkaSettings().bootstrap()
+    plaintext = props.get("security.protocol", "PLAINTEXT").upper() == "PLAINTEXT"
+    return props | {"bootstrap.servers": bootstrap,
+                    "error_cb": functools.partial(security.raise_refusal, bootstrap=bootstrap, plaintext=plaintext)}
 
 
 def admin(bootstrap: str | None = None) -> AdminClient:

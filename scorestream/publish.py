@@ -17,7 +17,7 @@ from typing import IO, Callable, Iterable, Iterator
 
 import orjson
 
-from scorestream import kafka
+from scorestream import kafka, security
 from scorestream.contract import ContractError, Outcome, Request
 from scorestream.synthetic import TransactionGenerator
 
@@ -134,19 +134,19 @@ def publish(requests: Iterable[Request | Outcome], topic: str, rate: float = 0.0
     report = report or PublishReport()
     producer = kafka.producer(bootstrap)
 
-    def delivered(err, _msg):
+    def delivered(err, msg):
         if err is None:
             report.delivered += 1
         else:
             report.failed += 1
             if len(report.errors) < 5:
-                report.errors.append(str(err))
+                report.errors.append(security.refusal(err, f"topic {msg.topic()}") or str(err))
 
-    def label_delivered(err, _msg):
+    def label_delivered(err, msg):
         if err is None:
             report.outcomes += 1
         else:
-            delivered(err, _msg)
+            delivered(err, msg)
 
     start = time.perf_counter()
     for sent, request in enumerate(requests, start=1):

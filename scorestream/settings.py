@@ -26,6 +26,7 @@ class StackSettings(_Settings):
     kafka_port: int = 9092
     kafka_heap: str = "1g"
     brokers: int = 1                  # nodes of the embedded Kafka: 1, or a local cluster of 3 (up --brokers 3)
+    secure: bool = False              # SASL_SSL with SCRAM users and ACLs per part (up --secure, scorestream/secured.py)
     ready_timeout_s: float = 60.0
     metrics_port_base: int = 9400     # rendezvous here, decoy + 1, workers from + 2
 
@@ -38,6 +39,9 @@ class KafkaSettings(_Settings):
     """How clients reach Kafka and which topics they use."""
 
     bootstrap_servers: str = ""
+    # A properties file of librdkafka's security settings (security.protocol, sasl.*, ssl.ca.location) for a
+    # secured Kafka; unset: the embedded stack's own when it runs --secure, else plaintext (scorestream/security.py)
+    kafka_config: Path | None = None
     topic_prefix: str = ""
     topics_file: Path = PROJECT_ROOT / "topics.yaml"
     # How long the broker may hold a fetch of a consumer on the answer's path to gather more records.

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorestream import kafka, topics
+from scorestream import access, kafka, secured, topics
 from scorestream.broker import Cluster, broker_answers
 from scorestream.errors import UserError
 from scorestream.flink import cluster_url as flink_url
@@ -41,6 +41,7 @@ class Part:
     name: str
     args: tuple[str, ...]
     ready_line: str | None = None
+    user: str = ""        # its Kafka user on a secured stack (topics.yaml's access)
 
 
 def system_parts(settings: StackSettings, policy_path: Path | None = None,
@@ -57,24 +58,29 @@ def system_parts(settings: StackSettings, policy_path: Path | None = None,
     restore = restore or {}
     on = ("--flink", flink) if flink else ()
     parts = [Part("flink.extract", ("job", "extract", "--policy", str(policy_path),
-                                    "--restore", restore.get("extract", "latest"), *on), "submitted"),
+                                    "--restore", restore.get("extract", "latest"), *on), "submitted", "extract"),
              Part("flink.rendezvous", ("job", "rendezvous", "--policy", str(policy_path), "--metrics-port", str(port),
-                                       "--restore", restore.get("rendezvous", "latest"), *on), "submitted"),
-             Part("decoy", ("decoy", "--metrics-port", str(port + 1))),
+                                       "--restore", restore.get("rendezvous", "latest"), *on), "submitted", "rendezvous"),
+             Part("decoy", ("decoy", "--metrics-port", str(port + 1)), user="decoy"),
              Part("canary", ("canary", "--policy", str(policy_path), "--metrics-port", str(port + CANARY_PORT_OFFSET)),
-                  "canary monitor running")]
+                  "canary monitor running", "canary")]
     for i, ref in enumerate(sorted(policy.models), start=2):
         role = "canary" if ref == policy.canary else "candidate"
-        parts.append(Part(f"score.{ref}", ("worker", "--model", ref, "--role", role, "--metrics-port", str(port + i))))
+        parts.append(Part(f"score.{ref}", ("worker", "--model", ref, "--role", role, "--metrics-port", str(port + i)),
+                          user="worker"))
     return parts
+
+
+def _state(settings: StackSettings) -> dict:
+    try:
+        return json.loads(settings.state_file.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def flink_cluster(settings: StackSettings) -> str | None:
     """The session cluster the running system's jobs were submitted to (`up --flink`), None: embedded."""
-    try:
-        return json.loads(settings.state_file.read_text()).get("flink")
-    except (OSError, ValueError):
-        return None
+    return _state(settings).get("flink")
 
 
 def up(settings: StackSettings | None = None, broker_only: bool = False, policy_path: Path | None = None,
@@ -90,26 +96,36 @@ def up(settings: StackSettings | None = None, broker_only: bool = False, policy_
     if settings.brokers == 2:
         raise UserError("--brokers 2 cannot lose a node (a KRaft quorum needs a majority): use 1, or 3 and more")
     flink = flink_url(flink) if flink else flink_cluster(settings)
+    if _state(settings).get("secure") and not settings.secure:
+        settings = settings.model_copy(update={"secure": True})     # what runs stays secured
     parts = [] if broker_only else system_parts(settings, policy_path, restore, flink)  # a bad policy stops us here
     if flink and not broker_only:
         from savepoints.deploy import check_cluster
         check_cluster(flink, jobs=sum(1 for p in parts if p.name.startswith("flink.")
                                       and ManagedProcess(p.name, settings.home).pid() is None))
+    grants = access.load() if settings.secure else []
+    passwords = secured.ensure(settings.home, [g.user for g in grants]) if settings.secure else {}
     broker = Cluster(settings)
     seconds = None
     if not broker.running():
         seconds = broker.start()
     settings.state_file.write_text(json.dumps({"bootstrap": broker.bootstrap, "brokers": settings.brokers, "started": time.time()}
-                                              | ({"flink": flink} if flink else {})))
+                                              | ({"flink": flink} if flink else {})
+                                              | ({"secure": True} if settings.secure else {})))
     environment = "cluster" if settings.brokers > 1 else "embedded"
-    plan = topics.apply(kafka.admin(broker.bootstrap), topics.TopicRegistry.load(environment=environment))
+    registry = topics.TopicRegistry.load(environment=environment)
+    plan = topics.apply(kafka.admin(broker.bootstrap), registry)
+    if settings.secure:
+        access.apply(kafka.admin(broker.bootstrap), grants, registry, passwords)
     env = os.environ | {"SCORESTREAM_BOOTSTRAP_SERVERS": broker.bootstrap, "SCORESTREAM_HOME": str(settings.home)}
     started = []
     for part in parts:
         proc = ManagedProcess(part.name, settings.home)
         if proc.pid() is None:
             proc.log_file.unlink(missing_ok=True)
-            proc.start([sys.executable, "-m", "scorestream.cli", *part.args], env=env)
+            own = {"SCORESTREAM_KAFKA_CONFIG": str(secured.properties_file(settings.home, part.user))} \
+                if settings.secure else {}
+            proc.start([sys.executable, "-m", "scorestream.cli", *part.args], env=env | own)
             started.append(part)
     try:
         _wait_ready(settings, started)
@@ -168,12 +184,15 @@ def pids(settings: StackSettings | None = None) -> dict[str, int]:
 def status(settings: StackSettings | None = None) -> list[PartStatus]:
     settings = settings or StackSettings()
     rows = []
-    for broker in Cluster.found(settings).nodes:
+    cluster = Cluster.found(settings)
+    active = cluster.active_controller() if len(cluster.nodes) > 1 else None
+    for broker in cluster.nodes:
         pid = broker.process.pid()
         answering = pid is not None and broker_answers(broker.bootstrap)
         rows.append(PartStatus(broker.name, "running" if answering else ("starting" if pid else "stopped"), pid,
                                rss_bytes(pid) / 2**20 if pid else 0.0,
-                               f"{broker.bootstrap} (data {broker.dir / 'data'})"))
+                               f"{broker.bootstrap} (data {broker.dir / 'data'})"
+                               + (", active controller" if broker.node == active else "")))
     for proc in processes(settings):
         pid = proc.pid()
         rows.append(PartStatus(proc.name, "running" if pid else "stopped", pid,

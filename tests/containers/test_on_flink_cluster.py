@@ -18,8 +18,8 @@ def test_the_jobs_run_on_the_cluster_and_resume_after_a_stop(flink_cluster_compo
     system = flink_cluster_compose_system
     jobs = running_jobs(system)
     assert set(jobs) == {"extract", "rendezvous"}, FlinkRest(system.flink_url).jobs()
-    # no warm(): on this cluster (Python in process mode, docs/savepoints.md) most answers come after the 100 ms
-    # SLA, by the fallback and default rules; what is tested is that each is answered, once
+    # no warm(): what is tested is that each is answered, once; the latency (thread mode, docs/savepoints.md) is
+    # printed, not asserted
     report = system.load(1000, rate=100, drain_s=60)
     print(f"on the Flink cluster: answered {report.answered}/{report.published}, rules {dict(report.by_rule)}, "
           f"p50 {report.percentile(50):.0f} ms p99 {report.percentile(99):.0f} ms")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,22 +25,26 @@ pytestmark = pytest.mark.slow      # a cluster, the whole system and an upgrade:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = SessionCluster(tmp_path_factory.mktemp("flink-cluster"))
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    with SessionCluster(tmp_path_factory.mktemp("flink-cluster")) as c:
+        yield c
 
 
-@pytest.fixture(scope="module")
-def system(cluster, tmp_path_factory):
-    s = System.in_home(tmp_path_factory.mktemp("on-cluster"))
+@contextmanager
+def system_on(cluster: SessionCluster, home):
+    """The whole system in `home`, its jobs on `cluster` (`up --flink`); `down` at the end, always."""
+    s = System.in_home(home)
     try:
         started = s.cli("up", "--policy", str(s.policy), "--flink", cluster.url)
         assert started.returncode == 0, started.stdout + started.stderr
         yield s
     finally:
         s.cli("down")
+
+
+@pytest.fixture(scope="module")
+def system(cluster, tmp_path_factory):
+    with system_on(cluster, tmp_path_factory.mktemp("on-cluster")) as s:
+        yield s
 
 
 def live_jobs(cluster) -> dict[str, str]:

@@ -37,20 +37,26 @@ default: {score: 0.0}
 MARGIN_MS = 250      # timer lateness + the results hop on a loaded 2-core machine; measured figures in docs
 
 
-@pytest.fixture(scope="module")
-def system(tmp_path_factory):
-    home = tmp_path_factory.mktemp("system")
+def system_home(tmp_path_factory, name: str):
+    """A home of its own with POLICY and free ports: (home, policy file, broker port, cli), where
+    cli(*args, timeout=300, env=None) runs `scorestream` there (env: more environment variables)."""
+    home = tmp_path_factory.mktemp(name)
     policy = home / "policy.yaml"
     policy.write_text(POLICY)
     port = free_port_pair()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
         "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
         "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10))}
 
-    def cli(*args, timeout=300):
-        return subprocess.run([sys.executable, "-m", "scorestream.cli", *args], env=env, capture_output=True,
-                              text=True, timeout=timeout)
+    def cli(*args, timeout=300, env=None):
+        return subprocess.run([sys.executable, "-m", "scorestream.cli", *args], env=base | (env or {}),
+                              capture_output=True, text=True, timeout=timeout)
+    return home, policy, port, cli
 
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory):
+    home, policy, port, cli = system_home(tmp_path_factory, "system")
     started = cli("up", "--policy", str(policy))
     assert started.returncode == 0, started.stdout + started.stderr
     # `up` returns after its warm-up (the preferred model answered, then rounds of traffic), not before

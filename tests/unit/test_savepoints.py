@@ -112,10 +112,13 @@ def test_a_job_takes_its_code_to_the_cluster():
     """The shipped archive holds the packages the jobs' functions import, as on disk, and nothing else."""
     import zipfile
     from scorestream.flink import SHIPPED_PACKAGES, cluster_config
-    config = cluster_config("127.0.0.1:8081", "extract")
+    config = cluster_config("127.0.0.1:8081", "extract", python_mode="process")
     assert (config["execution.target"], config["rest.address"], config["rest.port"]) == ("remote", "127.0.0.1", "8081")
     assert config["python.execution-mode"] == "process"
     assert "flink-sql-connector-kafka" in config["pipeline.jars"] and "flink-python" in config["pipeline.jars"]
+    # a thread-mode cluster has flink-python on its classpath: shipped again, pemja's second load would fail
+    thread = cluster_config("127.0.0.1:8081", "extract", python_mode="thread")
+    assert thread["python.execution-mode"] == "thread" and "flink-python" not in thread["pipeline.jars"]
     names = zipfile.ZipFile(config["python.files"]).namelist()
     assert {"rendezvous/job.py", "extractors/job.py", "scorestream/swap.py"} <= set(names)
     assert {n.split("/")[0] for n in names} == set(SHIPPED_PACKAGES) and not any("__pycache__" in n for n in names)
