@@ -39,8 +39,8 @@ test: bootstrap
 test-slow: bootstrap
 	$(VENV)/bin/python -m pytest -m "slow and not faults" tests/integration
 
-# Broker faults under load (docs/operations.md). Not called by .ci/run: the restart test still fails
-# (the decoy does not survive a 10 s outage), the failover test has not run since the last merges.
+# Broker faults under load (docs/operations.md): the single broker restarted, a node of three killed.
+# .ci/run calls it after test-slow.
 test-faults: bootstrap
 	$(VENV)/bin/python -m pytest -m faults tests/integration
 
