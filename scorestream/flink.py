@@ -88,22 +88,29 @@ def _package_sources(package: str, wanted) -> dict[str, bytes]:
             for name in (f.relative_to(root).as_posix() for f in (root / package).rglob("*.py")) if wanted(name)}
 
 
-def loaded_code_version(job: str) -> str:
+_LOADED: dict[str, str | None] = {}       # job -> the version of its code this interpreter imported
+
+
+def loaded_code_version(job: str) -> str | None:
     """The version of the code this interpreter imported for `job`: in thread mode a TaskManager's one
-    interpreter keeps the modules the first job imported, whichever version of the code that was."""
-    for package in (JOB_PACKAGES[job], "scorestream"):
-        __import__(package)
-    sources = {}
-    for package in (JOB_PACKAGES[job], "scorestream"):
-        sources |= _package_sources(package, lambda n: _in_version(job, n) and "__pycache__" not in n)
-    return _digest(sources)
+    interpreter keeps the modules the first job imported, whichever version of the code that was. Read once
+    per interpreter, while the files it came from exist (Flink deletes a job's shipped files when it ends);
+    None when they were gone already: not known."""
+    if job not in _LOADED:
+        for package in (JOB_PACKAGES[job], "scorestream"):
+            __import__(package)
+        sources = {}
+        for package in (JOB_PACKAGES[job], "scorestream"):
+            sources |= _package_sources(package, lambda n: _in_version(job, n) and "__pycache__" not in n)
+        _LOADED[job] = _digest(sources) if sources else None
+    return _LOADED[job]
 
 
 def check_loaded_code(job: str, version: str | None) -> None:
     """Refuse to run `job` with code other than the version it was submitted with (a TaskManager whose
     thread-mode interpreter already runs another version, or files edited between submission and start)."""
     loaded = loaded_code_version(job)
-    if version and loaded != version:
+    if version and loaded and loaded != version:
         raise RuntimeError(f"{job}: this task's Python interpreter has code version {loaded} of {job} imported, not "
                            f"this deployment's {version}: a thread-mode TaskManager keeps the code it first imported "
                            f"for its life, so give the new version a TaskManager of its own (docs/savepoints.md)")

@@ -48,6 +48,17 @@ def test_an_interpreter_that_imported_another_version_refuses_to_run_this_one(tm
     assert _loaded(other, "extract", flink.code_version("extract"), tmp_path)[1] == "ok"     # not its code
 
 
+def test_the_version_is_read_once_per_interpreter_and_unknown_when_the_files_are_gone(monkeypatch):
+    """Flink deletes a finished job's shipped files while its modules stay imported in a thread-mode TaskManager."""
+    monkeypatch.setattr(flink, "_LOADED", {})
+    monkeypatch.setattr(flink, "_package_sources", lambda package, wanted: {})
+    assert flink.loaded_code_version("rendezvous") is None
+    flink.check_loaded_code("rendezvous", "0000000000")          # not known: not refused
+    monkeypatch.setattr(flink, "_LOADED", {"rendezvous": "1111111111"})
+    with pytest.raises(RuntimeError, match="has code version 1111111111"):
+        flink.check_loaded_code("rendezvous", "0000000000")
+
+
 def test_code_imported_from_the_project_on_disk_has_the_version_on_disk():
     assert flink.loaded_code_version("rendezvous") == flink.code_version("rendezvous")
     flink.check_loaded_code("rendezvous", flink.code_version("rendezvous"))
