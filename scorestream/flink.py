@@ -68,11 +68,21 @@ def _in_version(job: str, name: str) -> bool:
     return (name.startswith(JOB_PACKAGES[job] + "/") and name.endswith(".py")) or name in SHARED_CODE
 
 
+def _version_file(job: str):
+    """Whether a file of the project (its relative name) is part of `job`'s code version."""
+    return lambda name: _in_version(job, name) and "__pycache__" not in name
+
+
+def _folder_sources(root: Path, package: str, wanted) -> dict[str, bytes]:
+    return {name: (root / name).read_bytes()
+            for name in (f.relative_to(root).as_posix() for f in (root / package).rglob("*.py")) if wanted(name)}
+
+
 def code_version(job: str) -> str:
     """A digest of the code the job runs (its part's folder and the shared Flink plumbing), as on disk now."""
-    files = [f.relative_to(PROJECT_ROOT).as_posix() for f in (PROJECT_ROOT / JOB_PACKAGES[job]).rglob("*.py")]
-    return _digest({name: (PROJECT_ROOT / name).read_bytes() for name in [*files, *SHARED_CODE]
-                    if "__pycache__" not in name})
+    wanted = _version_file(job)
+    return _digest(_folder_sources(PROJECT_ROOT, JOB_PACKAGES[job], wanted)
+                   | _folder_sources(PROJECT_ROOT, "scorestream", wanted))
 
 
 def _package_sources(package: str, wanted) -> dict[str, bytes]:
@@ -83,9 +93,7 @@ def _package_sources(package: str, wanted) -> dict[str, bytes]:
     if archive is not None:
         with zipfile.ZipFile(archive) as zf:
             return {n: zf.read(n) for n in zf.namelist() if n.startswith(package + "/") and wanted(n)}
-    root = Path(spec.origin).parent.parent
-    return {name: (root / name).read_bytes()
-            for name in (f.relative_to(root).as_posix() for f in (root / package).rglob("*.py")) if wanted(name)}
+    return _folder_sources(Path(spec.origin).parent.parent, package, wanted)
 
 
 _LOADED: dict[str, str | None] = {}       # job -> the version of its code this interpreter imported
@@ -101,7 +109,7 @@ def loaded_code_version(job: str) -> str | None:
             __import__(package)
         sources = {}
         for package in (JOB_PACKAGES[job], "scorestream"):
-            sources |= _package_sources(package, lambda n: _in_version(job, n) and "__pycache__" not in n)
+            sources |= _package_sources(package, _version_file(job))
         _LOADED[job] = _digest(sources) if sources else None
     return _LOADED[job]
 

@@ -13,6 +13,8 @@ import os
 import secrets
 from pathlib import Path
 
+from scorestream.security import read_properties
+
 ADMIN = "admin"                   # the broker's own user (inter-broker) and the home owner's CLI: a super user
 BROKER_DN = "CN=scorestream-broker"
 MECHANISM = "SCRAM-SHA-512"
@@ -62,10 +64,7 @@ def ensure(home: Path, principals: list[str]) -> dict[str, str]:
 
 
 def password_of(path: Path) -> str:
-    for line in path.read_text().splitlines():
-        if line.startswith("sasl.password="):
-            return line.partition("=")[2].strip()
-    raise ValueError(f"{path}: no sasl.password")
+    return read_properties(path)["sasl.password"]
 
 
 BROKER_SECURITY = """\

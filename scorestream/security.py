@@ -9,7 +9,6 @@ to plaintext: a file that cannot be read stops the client.
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 from pathlib import Path
@@ -50,11 +49,7 @@ def config_file() -> Path | None:
     if given:
         return given
     stack = StackSettings()
-    try:
-        secure = json.loads(stack.state_file.read_text()).get("secure", False)
-    except (OSError, ValueError, AttributeError):
-        secure = False
-    if secure:
+    if stack.state().get("secure"):
         from scorestream import secured
         return secured.properties_file(stack.home, secured.ADMIN)
     return None

@@ -34,6 +34,14 @@ class StackSettings(_Settings):
     def state_file(self) -> Path:
         return self.home / "stack.json"
 
+    def state(self) -> dict:
+        """What `up` recorded of the running stack (bootstrap, brokers, flink, secure); {} when nothing runs."""
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
 
 class KafkaSettings(_Settings):
     """How clients reach Kafka and which topics they use."""
@@ -54,20 +62,11 @@ class KafkaSettings(_Settings):
         """embedded or cluster: SCORESTREAM_KAFKA_ENVIRONMENT, else what `up` started (topics.yaml's replication)."""
         if self.kafka_environment:
             return self.kafka_environment
-        stack = StackSettings()
-        try:
-            return "cluster" if json.loads(stack.state_file.read_text()).get("brokers", 1) > 1 else "embedded"
-        except (OSError, ValueError, AttributeError):
-            return "embedded"
+        return "cluster" if StackSettings().state().get("brokers", 1) > 1 else "embedded"
 
     def bootstrap(self) -> str:
         """The configured servers, else the embedded broker's, else localhost:9092."""
         if self.bootstrap_servers:
             return self.bootstrap_servers
         stack = StackSettings()
-        if stack.state_file.exists():
-            try:
-                return json.loads(stack.state_file.read_text())["bootstrap"]
-            except (ValueError, KeyError):
-                pass
-        return f"127.0.0.1:{stack.kafka_port}"
+        return stack.state().get("bootstrap") or f"127.0.0.1:{stack.kafka_port}"

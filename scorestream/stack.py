@@ -71,16 +71,9 @@ def system_parts(settings: StackSettings, policy_path: Path | None = None,
     return parts
 
 
-def _state(settings: StackSettings) -> dict:
-    try:
-        return json.loads(settings.state_file.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def flink_cluster(settings: StackSettings) -> str | None:
     """The session cluster the running system's jobs were submitted to (`up --flink`), None: embedded."""
-    return _state(settings).get("flink")
+    return settings.state().get("flink")
 
 
 def up(settings: StackSettings | None = None, broker_only: bool = False, policy_path: Path | None = None,
@@ -96,7 +89,7 @@ def up(settings: StackSettings | None = None, broker_only: bool = False, policy_
     if settings.brokers == 2:
         raise UserError("--brokers 2 cannot lose a node (a KRaft quorum needs a majority): use 1, or 3 and more")
     flink = flink_url(flink) if flink else flink_cluster(settings)
-    if _state(settings).get("secure") and not settings.secure:
+    if settings.state().get("secure") and not settings.secure:
         settings = settings.model_copy(update={"secure": True})     # what runs stays secured
     parts = [] if broker_only else system_parts(settings, policy_path, restore, flink)  # a bad policy stops us here
     if flink and not broker_only:
