@@ -5,7 +5,8 @@
         scorestream up --flink cluster.url
 
 The settings the jobs need of any session cluster (docs/savepoints.md): task slots (one per job, two per job
-during an upgrade), the Python executable of this virtualenv, Python in process mode.
+during an upgrade), the Python executable of this virtualenv, Python in process mode, and a working directory
+without the project's code in it (process mode's worker puts it first on sys.path: cluster.dir here).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class SessionCluster:
         for daemon in ("jobmanager", "taskmanager"):
             with open(logs / f"{daemon}.out", "ab") as out:
                 self.procs.append(subprocess.Popen(["bash", str(FLINK_HOME / "bin" / f"{daemon}.sh"),
-                                                    "start-foreground"], env=env, stdout=out,
+                                                    "start-foreground"], env=env, stdout=out, cwd=self.dir,
                                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                    start_new_session=True))
         rest, deadline = FlinkRest(self.url, timeout_s=2), time.monotonic() + timeout_s

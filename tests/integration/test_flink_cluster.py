@@ -18,7 +18,8 @@ import pytest
 from savepoints.cluster import SessionCluster
 from savepoints.registry import JobHome
 from savepoints.rest import FlinkRest
-from tests.integration.test_savepoints import System, _token_offsets, code_copy, upgrade
+from tests.integration.test_savepoints import (System, _token_offsets, check_extract_cut, code_copy,
+                                               upgrade_both)
 
 pytestmark = pytest.mark.slow      # a cluster, the whole system and an upgrade: minutes; `make test-slow`
 
@@ -105,45 +106,48 @@ def test_a_python_worker_killed_is_restarted_by_flink_and_answers_nothing_twice(
     assert max(system.answers_per_request().values()) == 1
 
 
-# The jobs' code check (scorestream.flink.check_loaded_code) found that here the new version's Python imported the
-# old code (the digest of the code on disk, not of its shipped archive): this upgrade never ran its new code. Now
-# refused, the old version answering on; why process mode imports it is not known yet (docs/savepoints.md).
-@pytest.mark.xfail(reason="a process-mode cluster's new version imports the old code; the code check refuses it",
-                   strict=False)
 @pytest.mark.timeout(600)
 def test_upgrade_on_the_cluster_is_a_new_job_beside_the_old(system, cluster, tmp_path):
-    """The rendezvous upgraded under 100/s: the new version is a second job on the same cluster (no new
-    TaskManager), every request answered once, before the cut by the old deployment, after it by the new."""
+    """The rendezvous and the extract job upgraded at once under 100/s: each new version is a second job on the
+    same cluster (no new TaskManager); every request answered once, before the cut by the old rendezvous, after
+    it by the new; its features once, from the extract deployment that owns it."""
     from savepoints.bench import swap_load
-    old = JobHome(system.home, "rendezvous").current()
+    from scorestream.client import assigned_consumer
+    jobs = ("rendezvous", "extract")
+    old = {job: JobHome(system.home, job).current() for job in jobs}
     taskmanagers = FlinkRest(cluster.url).overview()["taskmanagers"]
-    code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"))
+    code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"),
+                     ("extractors/job.py", 'STAGE = "extract"', 'STAGE = "extract"  # v2'))
+    features = assigned_consumer(system.registry.name("features"), system.bootstrap)
     done = {}
-
-    def act():
-        done["upgrade"] = upgrade(system, "rendezvous", code)
-
     load = swap_load(system.registry.name("requests"), system.registry.name("results"), 100, 30, 400,
-                     system.bootstrap, action=act, action_at_s=5, drain_s=30, after_s=10)
-    assert done["upgrade"].returncode == 0, done["upgrade"].stdout + done["upgrade"].stderr
-    print(f"\nupgrade on the session cluster:\n{done['upgrade'].stdout}{done['upgrade'].stderr}"
-          f"100/s around it: {load.summary()}")
-    new = JobHome(system.home, "rendezvous").current()
-    assert new.deployment != old.deployment and new.version != old.version and new.rest == cluster.url
-    assert FlinkRest(cluster.url).job(old.flink_job_id)["state"] == "FINISHED"     # stopped with a savepoint
-    assert new.flink_job_id in live_jobs(cluster)
-    assert FlinkRest(cluster.url).overview()["taskmanagers"] == taskmanagers
+                     system.bootstrap, action=upgrade_both(system, code, done), action_at_s=5, drain_s=30,
+                     after_s=10)
+    for job in jobs:
+        assert done[job].returncode == 0, done[job].stdout + done[job].stderr
+        print(f"\n{job} upgraded on the session cluster:\n{done[job].stdout}{done[job].stderr}")
+    print(f"100/s around them: {load.summary()}")
+    new = {job: JobHome(system.home, job).current() for job in jobs}
+    rest = FlinkRest(cluster.url)
+    for job in jobs:
+        assert new[job].deployment != old[job].deployment and new[job].version != old[job].version
+        assert new[job].rest == cluster.url and new[job].flink_job_id in live_jobs(cluster)
+        assert rest.job(old[job].flink_job_id)["state"] == "FINISHED"     # stopped with a savepoint
+    assert rest.overview()["taskmanagers"] == taskmanagers
     assert not load.lost and not load.doubled
-    cut = _token_offsets(done["upgrade"].stderr, system.registry.name("requests"))
-    by = {"old": old.deployment, "new": new.deployment}
+    requests = system.registry.name("requests")
+    cut = {job: _token_offsets(done[job].stderr, requests) for job in jobs}
 
     def side(s):
-        return "old" if s.offset < cut[s.partition] else "new"
+        return "old" if s.offset < cut["rendezvous"][s.partition] else "new"
 
     sides = Counter(side(s) for s in load.sent.values())
     assert sides["old"] > 100 and sides["new"] > 100, sides
+    by = {"old": old["rendezvous"].deployment, "new": new["rendezvous"].deployment}
     wrong = [rid for rid, s in load.sent.items() if s.answers[0][1] != by[side(s)]]
     assert not wrong, f"{len(wrong)} answered by the wrong deployment, e.g. {load.sent[wrong[0]]}"
+    check_extract_cut(features, load, cut["extract"], old["extract"].deployment, new["extract"].deployment,
+                      least=100)
 
 
 def test_down_stops_the_jobs_with_a_savepoint_and_leaves_the_cluster(system, cluster):

@@ -191,6 +191,45 @@ def test_upgrade_refusals_change_nothing(system, tmp_path):
     assert system.cli("up", "--policy", str(system.policy)).returncode == 0
 
 
+def upgrade_both(system, code, done: dict):
+    """An action for swap_load: the rendezvous and the extract job upgraded to `code` at once; each one's
+    CompletedProcess in done[job], when it returned (monotonic) in done[job + "_at"]."""
+    def act():
+        def one(job):
+            done[job] = upgrade(system, job, code)
+            done[job + "_at"] = time.monotonic()
+        both = [threading.Thread(target=one, args=(job,)) for job in ("rendezvous", "extract")]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join()
+    return act
+
+
+def check_extract_cut(features, load, cut: dict[int, int], old: str, new: str, least: int) -> None:
+    """The features of every request sent, read from `features` (assigned before the load), exactly once,
+    each from the extract deployment that owns it by the cut (old before its token, new after); at least
+    `least` requests on each side."""
+    extracted: dict[str, list[str]] = {}
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < 3:
+        batch = features.consume(5000, timeout=0.5)
+        idle_since = time.monotonic() if batch else idle_since
+        for msg in batch:
+            doc = orjson.loads(msg.value())
+            if doc["request_id"] in load.sent:
+                extracted.setdefault(doc["request_id"], []).append(doc["extracted_by"]["deployment"])
+    features.close()
+    assert sorted(extracted) == sorted(load.sent) and all(len(v) == 1 for v in extracted.values())
+
+    def side(s):
+        return "old" if s.offset < cut[s.partition] else "new"
+    sides = Counter(side(s) for s in load.sent.values())
+    assert sides["old"] > least and sides["new"] > least, sides
+    by = {"old": old, "new": new}
+    assert all(extracted[rid] == [by[side(s)]] for rid, s in load.sent.items())
+
+
 @pytest.mark.timeout(480)
 def test_upgrades_under_load(system, tmp_path):
     """One load at 300/s (a minute, and 15 s more once both upgrades are done); the rendezvous and the extract job
@@ -203,17 +242,7 @@ def test_upgrades_under_load(system, tmp_path):
                      ("extractors/job.py", 'STAGE = "extract"', 'STAGE = "extract"  # v2'))
     features = assigned_consumer(system.registry.name("features"), system.bootstrap)
     done = {}
-
-    def act():
-        def one(job):
-            done[job] = upgrade(system, job, code)
-            done[job + "_at"] = time.monotonic()
-        both = [threading.Thread(target=one, args=(job,)) for job in ("rendezvous", "extract")]
-        for t in both:
-            t.start()
-        for t in both:
-            t.join()
-
+    act = upgrade_both(system, code, done)
     t0, t_wall = time.monotonic(), time.time() * 1000
     load = swap_load(system.registry.name("requests"), system.registry.name("results"), 300, 60, 400,
                      system.bootstrap, action=act, action_at_s=5, drain_s=20, after_s=15)
@@ -244,21 +273,8 @@ def test_upgrades_under_load(system, tmp_path):
     late = [x for x in load.latencies() if x > 400 + 50]
     print(f"  later than SLA + 50 ms: {len(late)} of {len(load.sent)}, worst {max(load.latencies()):.0f} ms")
 
-    extracted: dict[str, list[str]] = {}
-    idle_since = time.monotonic()
-    while time.monotonic() - idle_since < 3:
-        batch = features.consume(5000, timeout=0.5)
-        idle_since = time.monotonic() if batch else idle_since
-        for msg in batch:
-            doc = orjson.loads(msg.value())
-            if doc["request_id"] in load.sent:
-                extracted.setdefault(doc["request_id"], []).append(doc["extracted_by"]["deployment"])
-    features.close()
-    assert sorted(extracted) == sorted(load.sent) and all(len(v) == 1 for v in extracted.values())
-    by = {"old": old["extract"].deployment, "new": new["extract"].deployment}
-    sides = Counter(side("extract", s) for s in load.sent.values())
-    assert sides["old"] > 1000 and sides["new"] > 1000, sides
-    assert all(extracted[rid] == [by[side("extract", s)]] for rid, s in load.sent.items())
+    check_extract_cut(features, load, cut["extract"], old["extract"].deployment, new["extract"].deployment,
+                      least=1000)
 
 
 def _token_offsets(text: str, topic: str) -> dict[int, int]:
