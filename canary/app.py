@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from canary.alerts import latest, read_alerts
 from canary.monitor import CanarySettings, Monitor
@@ -28,6 +29,29 @@ READY = "canary monitor running"
 def references_file(settings: CanarySettings) -> Path:
     """Where the monitor keeps its references: one file per topic prefix, under <SCORESTREAM_HOME>/canary."""
     return (settings.state_dir or StackSettings().home / "canary") / f"{KafkaSettings().topic_prefix}references.json"
+
+
+class _GatheringThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def __init__(self, *args, fetch_wait_ms: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fetch_wait_ms = fetch_wait_ms
+
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        # faust fixes min bytes 1 (every fetch answered at the first record): the broker may hold a fetch up to
+        # fetch_wait_ms to gather records. aiokafka 0.14 (pinned) hands these two to its Fetcher at start()
+        consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = 1 << 20, self.fetch_wait_ms
+        return consumer
+
+
+def gathering_consumer(fetch_wait_ms: int) -> type:
+    """faust's aiokafka Consumer with fetches that gather records for up to fetch_wait_ms: the scores come in
+    small batches from several workers, and answering each fetch at its first record cost the monitor more
+    CPU than all of its own work (docs/benchmarks.md)."""
+    class GatheringConsumer(faust_aiokafka.Consumer):
+        def _new_consumer_thread(self):
+            return _GatheringThread(self, loop=self.loop, beacon=self.beacon, fetch_wait_ms=fetch_wait_ms)
+    return GatheringConsumer
 
 
 def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: str | None = None,
@@ -49,6 +73,8 @@ def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: s
                     store="memory://", consumer_auto_offset_reset="latest",
                     topic_replication_factor=registry["alerts"].replication,     # its own topics, as ours
                     producer_acks=-1, logging_config=None)
+    if settings.fetch_wait_ms > 0:
+        app.transport.Consumer = gathering_consumer(settings.fetch_wait_ms)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     scores = app.topic(registry.name("scores"), **raw)
     results = app.topic(registry.name("results"), **raw)
@@ -90,4 +116,6 @@ def run(settings: CanarySettings, policy, known_models: set[str]) -> None:
 
     app, _ = build(settings, policy, known_models)
     serve(settings.metrics_port)
-    faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.spinner = None   # its handler sets the root logger to DEBUG: every debug record of aiokafka was built
+    worker.execute_from_commandline()

@@ -305,7 +305,9 @@ def kafka_keyed_source(env, name: str, topics: list[str], group: str, bootstrap:
     _kafka_table(t_env, name, "`key` STRING, `value` STRING, `topic` STRING METADATA VIRTUAL, "
                               "`partition` INT METADATA VIRTUAL", options)
     keyed = t_env.sql_query(
-        f"SELECT COALESCE(NULLIF(`key`, ''), JSON_VALUE(`value`, '$.request_id'), '') AS `key`, "
+        # CASE, not COALESCE: Flink evaluates every argument of COALESCE, and JSON_VALUE parsed each value
+        f"SELECT CASE WHEN `key` IS NULL OR `key` = '' THEN COALESCE(JSON_VALUE(`value`, '$.request_id'), '') "
+        f"ELSE `key` END AS `key`, "
         f"ROW(`value`, `topic`, `partition`) AS `row` FROM `{name}`")
     row_type = Types.ROW_NAMED(["value", "topic", "partition"], [Types.STRING(), Types.STRING(), Types.INT()])
     # a RowTypeInfo, not to_data_stream's ExternalTypeInfo: PyFlink's keyed operators cast their input type to it
