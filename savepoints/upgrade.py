@@ -33,7 +33,7 @@ SOURCES = {"rendezvous": ("rendezvous_events", ("requests", "scores", "rejection
            "extract": ("extract_requests", ("requests",))}
 CUT_TOPIC = "requests"          # the records a deployment owns are requests; tokens among scores only pass
 READY_TIMEOUT_S = 240.0
-NICE = 10                       # the new version's niceness until it takes over
+NICE = 19                       # the new version's niceness until it takes over
 IDLE_READY_S = 3.0
 CAUGHT_UP_RECORDS = 200         # the new deployment is ready when its source is this close to the end
 
