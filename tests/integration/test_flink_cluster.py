@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import pytest
 from savepoints.cluster import SessionCluster
 from savepoints.registry import JobHome
 from savepoints.rest import FlinkRest
-from tests.integration.test_savepoints import (System, _token_offsets, check_extract_cut, code_copy,
-                                               upgrade_both)
+from tests.integration.test_savepoints import (System, _token_offsets, check_answer_cut, check_extract_cut,
+                                               code_copy, upgrade_both)
 
 pytestmark = pytest.mark.slow      # a cluster, the whole system and an upgrade: minutes; `make test-slow`
 
@@ -137,15 +136,8 @@ def test_upgrade_on_the_cluster_is_a_new_job_beside_the_old(system, cluster, tmp
     assert not load.lost and not load.doubled
     requests = system.registry.name("requests")
     cut = {job: _token_offsets(done[job].stderr, requests) for job in jobs}
-
-    def side(s):
-        return "old" if s.offset < cut["rendezvous"][s.partition] else "new"
-
-    sides = Counter(side(s) for s in load.sent.values())
-    assert sides["old"] > 100 and sides["new"] > 100, sides
-    by = {"old": old["rendezvous"].deployment, "new": new["rendezvous"].deployment}
-    wrong = [rid for rid, s in load.sent.items() if s.answers[0][1] != by[side(s)]]
-    assert not wrong, f"{len(wrong)} answered by the wrong deployment, e.g. {load.sent[wrong[0]]}"
+    check_answer_cut(load, cut["rendezvous"], old["rendezvous"].deployment, new["rendezvous"].deployment,
+                     least=100)
     check_extract_cut(features, load, cut["extract"], old["extract"].deployment, new["extract"].deployment,
                       least=100)
 
