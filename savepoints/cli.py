@@ -107,7 +107,13 @@ def upgrade_cmd(job: str, dry_run: bool, grace_ms: float) -> None:
         if dry_run:
             out.print("dry run: nothing changed")
             return
-        report = upgrade.run(p, say=lambda line: err.print(line, highlight=False))
+        report = upgrade.run(p, say=lambda line: err.print(f"{_clock()} {line}", highlight=False, soft_wrap=True))
     out.print(f"upgraded {job}: {p.old.deployment} ({p.old.version}) -> {report.new.deployment} ({report.new.version}); "
               f"savepoint {report.savepoint_s:.1f}s {report.savepoint_bytes / 1024:,.1f} KiB; new version ready in "
               f"{report.new_ready_s:.1f}s; cut at {report.cut_ms}")
+
+
+def _clock() -> str:
+    """The time of day to the millisecond: an upgrade's steps, to lay beside the answers' latencies."""
+    now = time.time()
+    return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"

@@ -1,8 +1,8 @@
 """Hot swap of a Flink job: the code on disk now runs beside the running version, from its savepoint, and a
 swap token on every partition of the job's input marks the cut (scorestream.swap).
 
-1. the new deployment starts with the old one's command line and environment, `--takes-over-from OLD`, niced:
-   its JVM starts and its graph is built; then a savepoint of the running (old) deployment is taken (the old
+1. the new deployment starts with the old one's command line and environment, `--takes-over-from OLD`, at idle
+   scheduling priority: its JVM starts and its graph is built; then a savepoint of the running (old) deployment is taken (the old
    one goes on running) and the new one starts from it: it reads the same partitions from the savepoint's
    offsets on and answers nothing yet;
 2. a new version that fails (its savepoint does not restore, it crashes) is stopped here: the old one never
@@ -33,7 +33,6 @@ SOURCES = {"rendezvous": ("rendezvous_events", ("requests", "scores", "rejection
            "extract": ("extract_requests", ("requests",))}
 CUT_TOPIC = "requests"          # the records a deployment owns are requests; tokens among scores only pass
 READY_TIMEOUT_S = 240.0
-NICE = 19                       # the new version's niceness until it takes over
 IDLE_READY_S = 3.0
 CAUGHT_UP_RECORDS = 200         # the new deployment is ready when its source is this close to the end
 
@@ -152,8 +151,10 @@ def run(p: Plan, say=print) -> Report:
     new_proc.log_file.unlink(missing_ok=True)
     handoff = home.dir / f"next-{p.new_deployment}.savepoint"
     t0 = time.monotonic()
-    # niced while it starts and catches up: the old version, answering meanwhile, keeps the CPU it needs
-    new_proc.start(["nice", "-n", str(NICE), *p.argv, "--restore", f"wait:{handoff}", "--deployment-id",
+    say(f"starting deployment {p.new_deployment} at idle priority")
+    # SCHED_IDLE while it starts and catches up: any thread of the answering system that wakes takes the core
+    # from it at once (a nice value only lowers its share, and the old version's answers waited behind it)
+    new_proc.start(["chrt", "--idle", "0", *p.argv, "--restore", f"wait:{handoff}", "--deployment-id",
                     p.new_deployment, "--takes-over-from", p.old.deployment], env=p.env)
     try:
         _wait_log(new_proc, "waiting for the savepoint", p, old_rest)
@@ -164,7 +165,7 @@ def run(p: Plan, say=print) -> Report:
         say(f"savepoint in {report.savepoint_s:.1f}s, {report.savepoint_bytes / 1024:,.1f} KiB: {report.savepoint}")
         handoff.write_text(report.savepoint)
         new = _wait_ready(home, new_proc, p, old_rest)
-        os.setpriority(os.PRIO_PGRP, new_proc.pid(), 0)      # from the cut on, it answers
+        _schedule(new_proc.pid(), os.SCHED_OTHER)      # from the cut on, it answers
     except BaseException:
         new_proc.stop()
         raise
@@ -184,6 +185,7 @@ def run(p: Plan, say=print) -> Report:
     time.sleep(p.wait_ms / 1000)
     t0 = time.monotonic()
     old_proc = ManagedProcess(f"flink.{p.job}", settings.home)
+    _schedule(old_proc.pid(), os.SCHED_IDLE)     # it has answered all it owns: its shutdown waits for idle CPU
     old_proc.stop()
     report.old_stopped_s = time.monotonic() - t0
     # the new deployment is now the job's: its process and log take the stage's names
@@ -193,6 +195,24 @@ def run(p: Plan, say=print) -> Report:
     home.make_current(new)
     say(f"deployment {p.old.deployment} stopped; {new.deployment} is the {p.job} job now")
     return report
+
+
+def _schedule(pgid: int | None, policy: int) -> None:
+    """Every thread of the process group under the scheduling policy (a policy is per thread)."""
+    if pgid is None:
+        return
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) != pgid:
+                continue
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                os.sched_setscheduler(int(tid), policy, os.sched_param(0))
+        except (ProcessLookupError, FileNotFoundError):
+            pass          # ended meanwhile
+        except PermissionError:
+            raise UserError("cannot give the new version its normal scheduling priority back (leaving SCHED_IDLE "
+                            "needs root, CAP_SYS_NICE or an RLIMIT_NICE of 20); it was stopped, nothing was cut "
+                            "over") from None
 
 
 def _wait_log(proc: ManagedProcess, line: str, p: Plan, old_rest: FlinkRest) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -276,14 +277,31 @@ def test_upgrades_under_load(system, tmp_path):
     # new JVMs starting beside the running system push some answers past it (docs/savepoints.md, figures).
     late = [x for x in load.latencies() if x > 400 + 50]
     print(f"  later than SLA + 50 ms: {len(late)} of {len(load.sent)}, worst {max(load.latencies()):.0f} ms")
+    print_late_timeline(load, t_wall, 450, {job: done[job].stderr for job in new})
 
     check_extract_cut(features, load, cut["extract"], old["extract"].deployment, new["extract"].deployment,
                       least=1000)
 
 
+def print_late_timeline(load, t0_ms: float, late_ms: float, steps: dict[str, str], bucket_s: float = 2.0) -> None:
+    """Late answers per bucket of send time, beside the upgrades' steps (their clock-stamped stderr lines): where
+    in an upgrade the misses fall."""
+    day = time.strftime("%Y-%m-%d", time.localtime(t0_ms / 1000))
+    events = []
+    for job, text in steps.items():
+        for line in text.splitlines():
+            if m := re.match(r"(\d\d:\d\d:\d\d)\.(\d{3}) (.*)", line):
+                at = time.mktime(time.strptime(f"{day} {m[1]}", "%Y-%m-%d %H:%M:%S")) * 1000 + int(m[2])
+                events.append(((at - t0_ms) / 1000, f"{job}: {m[3][:70]}"))
+    buckets = Counter(int((s.ts - t0_ms) / 1000 // bucket_s) for s in load.sent.values()
+                      if s.answers and s.answers[0][0] - s.ts > late_ms)
+    rows = sorted([(b * bucket_s, f"{n} late") for b, n in buckets.items()] + events)
+    print("  timeline (s into the load):\n" + "\n".join(f"    {t:6.1f}  {what}" for t, what in rows))
+
+
 def _token_offsets(text: str, topic: str) -> dict[int, int]:
     import ast
-    line = next(line for line in text.splitlines() if line.startswith("swap tokens written"))
+    line = next(line for line in text.splitlines() if "swap tokens written" in line)
     part = line.split(f"{topic} ", 1)[1].split("}", 1)[0] + "}"
     return ast.literal_eval(part)
 
