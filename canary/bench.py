@@ -65,8 +65,8 @@ def main(rate: float, duration: float, window_s: float, bootstrap: str | None) -
     if not bootstrap:
         from scorestream.broker import Broker
         from scorestream.settings import StackSettings
-        from tests.conftest import free_port_pair
-        broker = Broker(StackSettings(home=home, kafka_port=free_port_pair()))
+        from scorestream.ports import free_port
+        broker = Broker(StackSettings(home=home, kafka_port=free_port(2)))
         broker.start()
         bootstrap = broker.bootstrap
     prefix = f"bench{uuid.uuid4().hex[:8]}."

@@ -11,7 +11,6 @@ is given), each measured from its first record to its last.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 import uuid
@@ -20,20 +19,7 @@ from pathlib import Path
 import click
 
 from scorestream import kafka, topics
-
-
-def _free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))      # the KRaft controller's port
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port pair")
+from scorestream.ports import free_port
 
 
 @click.command()
@@ -47,7 +33,7 @@ def main(count: int, bootstrap: str | None, batch_size: int, models: tuple[str, 
         from scorestream.broker import Broker
         from scorestream.settings import StackSettings
         broker = Broker(StackSettings(home=Path(tempfile.mkdtemp(prefix="scorestream-bench-")),
-                                      kafka_port=_free_port()))
+                                      kafka_port=free_port(2)))
         broker.start()
         bootstrap = broker.bootstrap
     os.environ["SCORESTREAM_BOOTSTRAP_SERVERS"] = bootstrap

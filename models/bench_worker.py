@@ -50,10 +50,10 @@ def broker(bootstrap: str | None):
         return
     from scorestream.broker import Broker
     from scorestream.settings import StackSettings
-    from tests.conftest import free_port_pair
+    from scorestream.ports import free_port
 
     with tempfile.TemporaryDirectory(prefix="bench-broker-") as home:
-        b = Broker(StackSettings(home=Path(home), kafka_port=free_port_pair()))
+        b = Broker(StackSettings(home=Path(home), kafka_port=free_port(2)))
         b.start()
         try:
             yield b.bootstrap

@@ -24,7 +24,8 @@ from pathlib import Path
 import pyflink
 
 from savepoints.rest import FlinkRest
-from scorestream.flink import flink_python_jar, free_port, python_path
+from scorestream.flink import flink_python_jar, python_path
+from scorestream.ports import free_port
 
 FLINK_HOME = Path(pyflink.__file__).parent
 

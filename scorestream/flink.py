@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import site
-import socket
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 
 from scorestream import security
 from scorestream.errors import UserError
+from scorestream.ports import free_port
 from pydantic_settings import SettingsConfigDict
 
 from scorestream.settings import PROJECT_ROOT, StackSettings, _Settings
@@ -375,11 +375,6 @@ class JobSettings(_Settings):
                 "python.fn-execution.bundle.time": str(self.bundle_time_ms),
                 "execution.checkpointing.interval": f"{self.checkpoint_interval_ms} ms"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted=None, before_submit=None,

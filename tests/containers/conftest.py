@@ -17,7 +17,7 @@ import pytest
 
 from scorestream.containers import engine
 from scorestream.load import run_load
-from tests.conftest import free_port_pair
+from scorestream.ports import free_port
 
 ROOT = Path(__file__).parents[2]
 COMPOSE_FILE = ROOT / "compose" / "compose.yaml"
@@ -37,7 +37,7 @@ def compose_command() -> list[str]:
 class ComposeSystem:
     def __init__(self, project: str, port: int, files: tuple[Path, ...] = (COMPOSE_FILE,)):
         self.project, self.bootstrap = project, f"127.0.0.1:{port}"
-        flink_port = free_port_pair()
+        flink_port = free_port(2)
         self.flink_url = f"http://127.0.0.1:{flink_port}"       # with flink-cluster.yaml: the JobManager's REST
         self.env = os.environ | {"SCORESTREAM_KAFKA_PORT": str(port),
                                  "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10)),
@@ -86,7 +86,7 @@ def compose_system():
     missing = [i for i in IMAGES if not client.images.list(name=i)]
     if missing:
         pytest.fail(f"images missing: {', '.join(missing)}: run `make images`")
-    yield from _running(ComposeSystem(f"scorestream-test-{uuid.uuid4().hex[:6]}", free_port_pair()))
+    yield from _running(ComposeSystem(f"scorestream-test-{uuid.uuid4().hex[:6]}", free_port(2)))
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def flink_cluster_compose_system(compose_system):
     (compose/flink-cluster.yaml). The session's other system is paused meanwhile (frozen: no CPU)."""
     compose_system.compose("pause")
     try:
-        yield from _running(ComposeSystem(f"scorestream-flink-{uuid.uuid4().hex[:6]}", free_port_pair(),
+        yield from _running(ComposeSystem(f"scorestream-flink-{uuid.uuid4().hex[:6]}", free_port(2),
                                           (COMPOSE_FILE, FLINK_CLUSTER_FILE)))
     finally:
         compose_system.compose("unpause")

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,20 +21,15 @@ import pytest
 
 from canary.alerts import read_alerts
 from scorestream.load import run_load
+from scorestream.ports import free_port
 from scorestream.process import ManagedProcess
 from scorestream.stack import CANARY_PORT_OFFSET
 from scorestream.topics import TopicRegistry
-from tests.conftest import free_port_pair
 from tests.integration.test_system import POLICY     # the same small system: one place to change it
 
 WINDOW_S = 3.0
 RULES = Path(__file__).resolve().parents[2] / "canary" / "rules.yml"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +37,7 @@ def system(tmp_path_factory):
     home = tmp_path_factory.mktemp("canary-system")
     policy = home / "policy.yaml"
     policy.write_text(POLICY)
-    port, base = free_port_pair(), random.randrange(20000, 30000, 100)
+    port, base = free_port(2), random.randrange(20000, 30000, 100)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
         "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port), "SCORESTREAM_METRICS_PORT_BASE": str(base),
         "SCORESTREAM_CANARY_WINDOW_S": str(WINDOW_S), "SCORESTREAM_CANARY_GRACE_S": "1",

@@ -27,7 +27,7 @@ from scorestream.process import ManagedProcess
 from scorestream.settings import StackSettings
 from scorestream.synthetic import TransactionGenerator
 from scorestream.topics import TopicRegistry
-from tests.conftest import free_port_block
+from scorestream.ports import free_port
 from tests.integration.test_system import POLICY
 from tests.readback import count_keys
 
@@ -41,7 +41,7 @@ def cluster_system(tmp_path_factory):
     home = tmp_path_factory.mktemp("cluster")
     policy = home / "policy.yaml"
     policy.write_text(POLICY)
-    port = free_port_block(6)
+    port = free_port(6)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
         "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port), "SCORESTREAM_KAFKA_HEAP": "512m",
         "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10))}

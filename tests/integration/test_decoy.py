@@ -16,7 +16,7 @@ from decoy.record import ArchivedRequest
 from scorestream import kafka
 from scorestream.contract import KafkaRecord
 from scorestream.publish import synthetic_requests
-from tests.conftest import free_port_pair
+from scorestream.ports import free_port
 
 MALFORMED = [(b"bad-1", b"not json"), (b"bad-2", None), (None, b'{"request_id": 1}'), (b"bad-4", b"\xff\xfe")]
 
@@ -108,7 +108,7 @@ def test_archive_record_carries_the_request_timestamp(broker, registry, cli_env,
     p = Producer({"bootstrap.servers": broker.bootstrap})
     p.produce(source, b'{"request_id": "old"}', b"old", timestamp=OLD, partition=1)
     p.flush(10)
-    port = free_port_pair()
+    port = free_port(2)
     decoy = subprocess.Popen([sys.executable, "-m", "scorestream.cli", "decoy", "--idle-exit", "2", "--metrics-port",
                               str(port)], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = ""

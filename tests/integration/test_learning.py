@@ -21,7 +21,7 @@ from scorestream import kafka
 from scorestream.contract import Control, Result
 from scorestream.process import ManagedProcess
 from scorestream.publish import DelayedOutcomes, publish, synthetic_requests
-from tests.conftest import free_port_pair
+from scorestream.ports import free_port
 
 pytestmark = pytest.mark.slow      # minutes of load and new JVMs: `make test-slow`, which CI runs after `make test`
 
@@ -93,7 +93,7 @@ def system(tmp_path, broker, registry):
     policy.write_text(POLICY)
     env = os.environ | {"SCORESTREAM_TOPIC_PREFIX": registry.name("requests").split("scoring.")[0],
                         "SCORESTREAM_HOME": str(tmp_path)}
-    metrics = free_port_pair()
+    metrics = free_port(2)
 
     def start(name, *args):
         proc = ManagedProcess(name, tmp_path)

@@ -15,7 +15,7 @@ from scorestream.contract import Control, DeadLetter, KafkaRecord, Outcome, Requ
 from scorestream.metrics import read_metric
 from scorestream.process import ManagedProcess
 from scorestream.synthetic import TransactionGenerator
-from tests.conftest import free_port_pair
+from scorestream.ports import free_port
 
 PAYLOAD = TransactionGenerator(0).batch(1)[0].payload
 POLICY = """\
@@ -93,7 +93,7 @@ def rendezvous(tmp_path_factory, broker):
     policy = tmp_path_factory.mktemp("policy") / "policy.yaml"
     policy.write_text(POLICY)
     job = ManagedProcess("flink.rendezvous", policy.parent)
-    metrics_port = free_port_pair()
+    metrics_port = free_port(2)
     job.start([sys.executable, "-m", "scorestream.cli", "job", "rendezvous", "--policy", str(policy),
                "--metrics-port", str(metrics_port)], env=os.environ | {"SCORESTREAM_TOPIC_PREFIX": prefix})
     harness = Harness(registry, broker.bootstrap)

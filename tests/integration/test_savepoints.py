@@ -23,7 +23,7 @@ from scorestream import kafka
 from scorestream.load import run_load
 from scorestream.process import ManagedProcess
 from scorestream.topics import TopicRegistry
-from tests.conftest import free_port_pair
+from scorestream.ports import free_port
 from tests.integration.test_system import POLICY     # the same small system: one place to change it
 
 pytestmark = pytest.mark.slow      # minutes of load and new JVMs: `make test-slow`, which CI runs after `make test`
@@ -38,7 +38,7 @@ class System:
     @classmethod
     def in_home(cls, home) -> "System":
         """A system of its own in `home`: the small system's policy, free ports, no SCORESTREAM_* of the caller."""
-        port = free_port_pair()
+        port = free_port(2)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
             "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
             "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10)), "COLUMNS": "300"}

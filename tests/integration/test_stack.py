@@ -10,7 +10,7 @@ from scorestream.broker import Broker, broker_answers
 from scorestream.errors import UserError
 from scorestream.process import _start_time
 from scorestream.settings import StackSettings
-from tests.conftest import free_port_pair
+from scorestream.ports import free_port
 
 
 def test_session_broker_answers(broker):
@@ -25,14 +25,14 @@ def test_port_taken_is_refused_without_a_stray_process(broker, tmp_path):
 
 
 def test_broker_that_cannot_start_says_so_and_leaves_nothing(tmp_path):
-    bad = Broker(StackSettings(home=tmp_path, kafka_port=free_port_pair(), kafka_heap="1k"))
+    bad = Broker(StackSettings(home=tmp_path, kafka_port=free_port(2), kafka_heap="1k"))
     with pytest.raises(UserError, match="exited during start"):
         bad.start()
     assert not bad.running()
 
 
 def test_cli_up_twice_down_twice(tmp_path):
-    env = os.environ | {"SCORESTREAM_HOME": str(tmp_path), "SCORESTREAM_KAFKA_PORT": str(free_port_pair()),
+    env = os.environ | {"SCORESTREAM_HOME": str(tmp_path), "SCORESTREAM_KAFKA_PORT": str(free_port(2)),
                         "SCORESTREAM_TOPIC_PREFIX": "cli.", "SCORESTREAM_UP_WARM_UP": "0"}
     env.pop("SCORESTREAM_BOOTSTRAP_SERVERS", None)
 

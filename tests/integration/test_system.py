@@ -19,7 +19,7 @@ from scorestream.load import run_load
 from scorestream.synthetic import TransactionGenerator
 from scorestream.process import ManagedProcess
 from scorestream.topics import TopicRegistry
-from tests.conftest import free_port_pair
+from scorestream.ports import free_port
 
 POLICY = """\
 version: 1
@@ -43,7 +43,7 @@ def system_home(tmp_path_factory, name: str):
     home = tmp_path_factory.mktemp(name)
     policy = home / "policy.yaml"
     policy.write_text(POLICY)
-    port = free_port_pair()
+    port = free_port(2)
     base = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
         "SCORESTREAM_HOME": str(home), "SCORESTREAM_KAFKA_PORT": str(port),
         "SCORESTREAM_METRICS_PORT_BASE": str(random.randrange(20000, 30000, 10))}

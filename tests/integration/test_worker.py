@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +19,7 @@ from extractors import get_extractor
 from models.registry import REGISTRY_DIR, load_model
 from scorestream import kafka
 from scorestream.contract import DeadLetter, Features, KafkaRecord, Score
+from scorestream.ports import free_port
 from scorestream.synthetic import TransactionGenerator
 
 FAMILY = [("fraud_lr@1", "canary"), ("fraud_xgb@2", "candidate"), ("fraud_xgb@3", "candidate")]
@@ -59,11 +58,6 @@ def collect(topic: str, done, timeout_s: float = 40.0) -> list[KafkaRecord]:
         c.close()
     return out
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -98,7 +98,7 @@ def test_up_on_an_unreachable_flink_cluster_starts_nothing(tmp_path):
     """`up --flink URL` with nobody at URL: says so, before the broker or any part starts."""
     import subprocess
     import sys
-    from scorestream.flink import free_port
+    from scorestream.ports import free_port
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")} | {
         "SCORESTREAM_HOME": str(tmp_path), "SCORESTREAM_KAFKA_PORT": str(free_port())}
     url = f"http://127.0.0.1:{free_port()}"
