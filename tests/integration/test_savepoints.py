@@ -273,19 +273,20 @@ def test_upgrades_under_load(system, tmp_path):
     cut = {job: _token_offsets(done[job].stderr, requests) for job in new}
     check_answer_cut(load, cut["rendezvous"], old["rendezvous"].deployment, new["rendezvous"].deployment,
                      least=1000)
-    # Answers later than the SLA + 50 ms: measured and printed, not asserted. On the shared 2-core machine two
-    # new JVMs starting beside the running system push some answers past it (docs/savepoints.md, figures).
+    # Answers later than the SLA + 50 ms: measured and printed, not asserted. On the shared 2-core machine some
+    # still come, around the new versions' catch-up and cut (docs/savepoints.md, figures).
     late = [x for x in load.latencies() if x > 400 + 50]
     print(f"  later than SLA + 50 ms: {len(late)} of {len(load.sent)}, worst {max(load.latencies()):.0f} ms")
-    print_late_timeline(load, t_wall, 450, {job: done[job].stderr for job in new})
+    print_late_timeline(load, t_wall, 400 + 50, {job: done[job].stderr for job in new}, cut)
 
     check_extract_cut(features, load, cut["extract"], old["extract"].deployment, new["extract"].deployment,
                       least=1000)
 
 
-def print_late_timeline(load, t0_ms: float, late_ms: float, steps: dict[str, str], bucket_s: float = 2.0) -> None:
-    """Late answers per bucket of send time, beside the upgrades' steps (their clock-stamped stderr lines): where
-    in an upgrade the misses fall."""
+def print_late_timeline(load, t0_ms: float, late_ms: float, steps: dict[str, str], cuts: dict[str, dict[int, int]],
+                        bucket_s: float = 2.0) -> None:
+    """Late answers per bucket of send time, by the deployments that own them (old or new, per job's cut), beside
+    the upgrades' steps (their clock-stamped stderr lines): where in an upgrade the misses fall."""
     day = time.strftime("%Y-%m-%d", time.localtime(t0_ms / 1000))
     events = []
     for job, text in steps.items():
@@ -293,9 +294,13 @@ def print_late_timeline(load, t0_ms: float, late_ms: float, steps: dict[str, str
             if m := re.match(r"(\d\d:\d\d:\d\d)\.(\d{3}) (.*)", line):
                 at = time.mktime(time.strptime(f"{day} {m[1]}", "%Y-%m-%d %H:%M:%S")) * 1000 + int(m[2])
                 events.append(((at - t0_ms) / 1000, f"{job}: {m[3][:70]}"))
-    buckets = Counter(int((s.ts - t0_ms) / 1000 // bucket_s) for s in load.sent.values()
-                      if s.answers and s.answers[0][0] - s.ts > late_ms)
-    rows = sorted([(b * bucket_s, f"{n} late") for b, n in buckets.items()] + events)
+    late: dict[int, Counter] = {}
+    for s in load.sent.values():
+        if s.answers and s.answers[0][0] - s.ts > late_ms:
+            owners = " ".join(f"{job} {'old' if s.offset < cut[s.partition] else 'new'}" for job, cut in cuts.items())
+            late.setdefault(int((s.ts - t0_ms) / 1000 // bucket_s), Counter())[owners] += 1
+    rows = sorted([(b * bucket_s, f"{sum(n.values())} late: " + ", ".join(f"{k} {v}" for k, v in n.most_common()))
+                   for b, n in late.items()] + events)
     print("  timeline (s into the load):\n" + "\n".join(f"    {t:6.1f}  {what}" for t, what in rows))
 
 
