@@ -2,9 +2,9 @@
 swap token on every partition of the job's input marks the cut (scorestream.swap).
 
 1. the new deployment starts with the old one's command line and environment, `--takes-over-from OLD`, at idle
-   scheduling priority: its JVM starts and its graph is built; then a savepoint of the running (old) deployment is taken (the old
-   one goes on running) and the new one starts from it: it reads the same partitions from the savepoint's
-   offsets on and answers nothing yet;
+   scheduling priority (SCHED_IDLE until the cut): its JVM starts and its graph is built; then a savepoint of the
+   running (old) deployment is taken (the old one goes on running) and the new one starts from it: it reads the
+   same partitions from the savepoint's offsets on and answers nothing yet;
 2. a new version that fails (its savepoint does not restore, it crashes) is stopped here: the old one never
    stopped answering;
 3. once the new one runs and has caught up, a token goes to every partition of the input topics;
@@ -210,6 +210,8 @@ def _schedule(pgid: int | None, policy: int) -> None:
         except (ProcessLookupError, FileNotFoundError):
             pass          # ended meanwhile
         except PermissionError:
+            if policy == os.SCHED_IDLE:
+                continue      # best effort: the old one is stopped next anyway
             raise UserError("cannot give the new version its normal scheduling priority back (leaving SCHED_IDLE "
                             "needs root, CAP_SYS_NICE or an RLIMIT_NICE of 20); it was stopped, nothing was cut "
                             "over") from None

@@ -376,7 +376,6 @@ class JobSettings(_Settings):
                 "execution.checkpointing.interval": f"{self.checkpoint_interval_ms} ms"}
 
 
-
 def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted=None, before_submit=None,
             cluster: str | None = None) -> None:
     """Build a job on a fresh environment with the latency settings and run it until cancelled or stopped.
