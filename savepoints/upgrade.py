@@ -25,7 +25,7 @@ from savepoints.registry import Deployment, JobHome, code_version, new_deploymen
 from savepoints.rest import FlinkRest, SourceProgress
 from scorestream import kafka, swap
 from scorestream.errors import UserError
-from scorestream.process import ManagedProcess
+from scorestream.process import ManagedProcess, tree
 from scorestream.settings import StackSettings
 from scorestream.topics import TopicRegistry
 
@@ -197,15 +197,14 @@ def run(p: Plan, say=print) -> Report:
     return report
 
 
-def _schedule(pgid: int | None, policy: int) -> None:
-    """Every thread of the process group under the scheduling policy (a policy is per thread)."""
-    if pgid is None:
+def _schedule(pid: int | None, policy: int) -> None:
+    """Every thread of the part (pid and its descendants: a job's JVM is a child of its Python) under the
+    scheduling policy (a policy is per thread)."""
+    if pid is None:
         return
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for p in tree(pid):
         try:
-            if os.getpgid(int(pid)) != pgid:
-                continue
-            for tid in os.listdir(f"/proc/{pid}/task"):
+            for tid in os.listdir(f"/proc/{p}/task"):
                 os.sched_setscheduler(int(tid), policy, os.sched_param(0))
         except (ProcessLookupError, FileNotFoundError):
             pass          # ended meanwhile

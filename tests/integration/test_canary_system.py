@@ -31,7 +31,6 @@ WINDOW_S = 3.0
 RULES = Path(__file__).resolve().parents[2] / "canary" / "rules.yml"
 
 
-
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     home = tmp_path_factory.mktemp("canary-system")

@@ -207,14 +207,16 @@ def upgrade_both(system, code, done: dict):
     return act
 
 
+def _owner(s, cut: dict[int, int]) -> str:
+    """The deployment that owns a sent request by the cut: old before its partition's token, new after."""
+    return "old" if s.offset < cut[s.partition] else "new"
+
+
 def _sides(load, cut: dict[int, int], least: int):
-    """Which deployment owns each request sent by the cut (old before its partition's token, new after), checked
-    to be at least `least` requests on each side."""
-    def side(s):
-        return "old" if s.offset < cut[s.partition] else "new"
-    sides = Counter(side(s) for s in load.sent.values())
+    """_owner by this cut, checked to give at least `least` requests to each side."""
+    sides = Counter(_owner(s, cut) for s in load.sent.values())
     assert sides["old"] > least and sides["new"] > least, sides
-    return side
+    return lambda s: _owner(s, cut)
 
 
 def check_answer_cut(load, cut: dict[int, int], old: str, new: str, least: int) -> None:
@@ -297,7 +299,7 @@ def print_late_timeline(load, t0_ms: float, late_ms: float, steps: dict[str, str
     late: dict[int, Counter] = {}
     for s in load.sent.values():
         if s.answers and s.answers[0][0] - s.ts > late_ms:
-            owners = " ".join(f"{job} {'old' if s.offset < cut[s.partition] else 'new'}" for job, cut in cuts.items())
+            owners = " ".join(f"{job} {_owner(s, cut)}" for job, cut in cuts.items())
             late.setdefault(int((s.ts - t0_ms) / 1000 // bucket_s), Counter())[owners] += 1
     rows = sorted([(b * bucket_s, f"{sum(n.values())} late: " + ", ".join(f"{k} {v}" for k, v in n.most_common()))
                    for b, n in late.items()] + events)

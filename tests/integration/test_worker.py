@@ -59,7 +59,6 @@ def collect(topic: str, done, timeout_s: float = 40.0) -> list[KafkaRecord]:
     return out
 
 
-
 @pytest.fixture
 def workers(cli_env, tmp_path):
     """Start `scorestream worker` subprocesses; whatever still runs at the end is killed."""
