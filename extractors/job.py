@@ -69,10 +69,10 @@ class Extract(FlatMapFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         from extractors import get_extractor
-        from scorestream.swap import Ownership
+        from scorestream.swap import ownership
         flink.check_loaded_code("extract", (self.extracted_by or {}).get("version"))
         self.extractor = get_extractor(self.extractor_ref)
-        self.ownership = Ownership((self.extracted_by or {}).get("deployment", ""), self.predecessor)
+        self.ownership = ownership("extract", (self.extracted_by or {}).get("deployment", ""), self.predecessor)
         self.dead = DeadLetterSink(kafka.producer(self.bootstrap), self.deadletter_topic, STAGE)
         for topic in (self.deadletter_topic, self.rejections_topic):    # so that the first refusal waits for nothing
             self.dead.producer.list_topics(topic, timeout=10)

@@ -91,11 +91,11 @@ class Rendezvous(KeyedBroadcastProcessFunction):
     def open(self, runtime_context) -> None:
         from rendezvous import metrics
         from scorestream.metrics import serve
-        from scorestream.swap import Ownership
+        from scorestream.swap import ownership
         self.metrics = metrics
         flink.check_loaded_code("rendezvous", (self.answered_by or {}).get("version"))
         serve(self.metrics_port, wait=True)     # during a hot swap the predecessor holds the port until it stops
-        self.ownership = Ownership(self.deployment, self.predecessor)
+        self.ownership = ownership("rendezvous", self.deployment, self.predecessor)
         self.state = runtime_context.get_state(ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))
         attempt = flink.attempt_number(runtime_context)
         if attempt > 0:                           # restarted by Flink from its last checkpoint

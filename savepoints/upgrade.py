@@ -7,7 +7,8 @@ swap token on every partition of the job's input marks the cut (scorestream.swap
    same partitions from the savepoint's offsets on and answers nothing yet;
 2. a new version that fails (its savepoint does not restore, it crashes) is stopped here: the old one never
    stopped answering;
-3. once the new one runs and has caught up, a token goes to every partition of the input topics;
+3. once the new one runs, has caught up and its JIT compilers have all but settled, it leaves SCHED_IDLE (its
+   compilers stay there) and a token goes to every partition of the input topics;
 4. when the old one has read past every token, it still answers what it owns (the requests before the cut)
    for up to the SLA, plus a grace; then it is stopped, and the new one is the job's current deployment.
 """
@@ -25,7 +26,7 @@ from savepoints.registry import Deployment, JobHome, code_version, new_deploymen
 from savepoints.rest import FlinkRest, SourceProgress
 from scorestream import kafka, swap
 from scorestream.errors import UserError
-from scorestream.process import ManagedProcess, tree
+from scorestream.process import ManagedProcess, jit_cpu_seconds, set_scheduler
 from scorestream.settings import StackSettings
 from scorestream.topics import TopicRegistry
 
@@ -35,6 +36,9 @@ CUT_TOPIC = "requests"          # the records a deployment owns are requests; to
 READY_TIMEOUT_S = 240.0
 IDLE_READY_S = 3.0
 CAUGHT_UP_RECORDS = 200         # the new deployment is ready when its source is this close to the end
+JIT_SETTLE_MAX_S = 90           # after catching up, wait this long at most for its JIT compilers to settle
+JIT_SETTLE_WINDOW_S = 3
+JIT_SETTLED_CPU = 0.03          # settled: compilers under this share of a core over the window
 
 
 @dataclass
@@ -165,7 +169,11 @@ def run(p: Plan, say=print) -> Report:
         say(f"savepoint in {report.savepoint_s:.1f}s, {report.savepoint_bytes / 1024:,.1f} KiB: {report.savepoint}")
         handoff.write_text(report.savepoint)
         new = _wait_ready(home, new_proc, p, old_rest)
-        _schedule(new_proc.pid(), os.SCHED_OTHER)      # from the cut on, it answers
+        compiled_s = _wait_compiled(new_proc.pid())
+        new = _wait_ready(home, new_proc, p, old_rest)     # still caught up after it
+        # from the cut on, it answers; its JIT compilers go on at idle priority, so that the code they have yet
+        # to compile does not take the cores from the answers
+        _schedule(new_proc.pid(), os.SCHED_OTHER, jit_compilers=os.SCHED_IDLE)
     except BaseException:
         new_proc.stop()
         raise
@@ -173,7 +181,7 @@ def run(p: Plan, say=print) -> Report:
         handoff.unlink(missing_ok=True)
     report.new, report.new_ready_s = new, time.monotonic() - t0
     say(f"deployment {new.deployment} (Flink job {new.flink_job_id}) runs and has caught up "
-        f"after {report.new_ready_s:.1f}s")
+        f"after {report.new_ready_s:.1f}s (its JIT compiler settled in {compiled_s:.1f}s of that)")
 
     report.token_offsets = _write_tokens(p)
     report.cut_ms = int(time.time() * 1000)
@@ -197,23 +205,35 @@ def run(p: Plan, say=print) -> Report:
     return report
 
 
-def _schedule(pid: int | None, policy: int) -> None:
+def _schedule(pid: int | None, policy: int, jit_compilers: int | None = None) -> None:
     """Every thread of the part (pid and its descendants: a job's JVM is a child of its Python) under the
-    scheduling policy (a policy is per thread)."""
+    scheduling policy; its JIT compiler threads under `jit_compilers`, if given."""
     if pid is None:
         return
-    for p in tree(pid):
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                os.sched_setscheduler(int(tid), policy, os.sched_param(0))
-        except (ProcessLookupError, FileNotFoundError):
-            pass          # ended meanwhile
-        except PermissionError:
-            if policy == os.SCHED_IDLE:
-                continue      # best effort: the old one is stopped next anyway
-            raise UserError("cannot give the new version its normal scheduling priority back (leaving SCHED_IDLE "
-                            "needs root, CAP_SYS_NICE or an RLIMIT_NICE of 20); it was stopped, nothing was cut "
-                            "over") from None
+    try:
+        set_scheduler(pid, policy, jit_compilers)
+    except PermissionError:
+        if policy == os.SCHED_IDLE:
+            return        # best effort: the old one is stopped next anyway
+        raise UserError("cannot give the new version its normal scheduling priority back (leaving SCHED_IDLE "
+                        "needs root, CAP_SYS_NICE or an RLIMIT_NICE of 20); it was stopped, nothing was cut "
+                        "over") from None
+
+
+def _wait_compiled(pid: int | None) -> float:
+    """Wait (at most JIT_SETTLE_MAX_S) until the new JVM's JIT compilers are nearly idle: code they compile
+    after the cut takes cores from the answers (C2 took 30-50 % of a core for 35 s after a cut, with most
+    answers of those seconds late)."""
+    t0 = time.monotonic()
+    if pid is None:
+        return 0.0
+    window = [jit_cpu_seconds(pid)]
+    while time.monotonic() - t0 < JIT_SETTLE_MAX_S:
+        time.sleep(1.0)
+        window = (window + [jit_cpu_seconds(pid)])[-(JIT_SETTLE_WINDOW_S + 1):]
+        if len(window) > JIT_SETTLE_WINDOW_S and window[-1] - window[0] <= JIT_SETTLED_CPU * JIT_SETTLE_WINDOW_S:
+            break
+    return time.monotonic() - t0
 
 
 def _wait_log(proc: ManagedProcess, line: str, p: Plan, old_rest: FlinkRest) -> None:

@@ -155,3 +155,43 @@ def cpu_seconds(pid: int, children_of: dict[int, list[int]] | None = None) -> fl
         ticks += sum(int(x) for x in fields[11:15])     # utime stime cutime cstime: fields 14-17 of stat(5)
     return ticks / CLOCK_TICKS
 
+
+
+def _is_jit_compiler(pid: int, tid: str) -> bool:
+    """A JIT compiler thread of HotSpot: "C1 CompilerThread0", ... (the kernel keeps 15 characters of a name)."""
+    try:
+        return Path(f"/proc/{pid}/task/{tid}/comm").read_text().startswith(("C1 CompilerThre", "C2 CompilerThre"))
+    except OSError:
+        return False
+
+
+def jit_cpu_seconds(pid: int) -> float:
+    """CPU time so far of the JIT compiler threads of pid and its descendants (a JVM compiles its hot code for
+    minutes after it starts, with cores the answers could use)."""
+    ticks = 0
+    for p in tree(pid):
+        try:
+            tids = [t for t in os.listdir(f"/proc/{p}/task") if _is_jit_compiler(p, t)]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                ticks += sum(int(x) for x in Path(f"/proc/{p}/task/{tid}/stat").read_text().rsplit(")", 1)[1]
+                             .split()[11:13])
+            except OSError:
+                continue
+    return ticks / CLOCK_TICKS
+
+
+def set_scheduler(pid: int, policy: int, jit_compilers: int | None = None) -> None:
+    """Every thread of pid and its descendants under the scheduling policy (os.SCHED_*: a policy is per
+    thread); their JIT compiler threads under `jit_compilers` instead, if given (the compiler threads a JVM
+    starts later inherit it from them). PermissionError when not allowed (leaving SCHED_IDLE needs root,
+    CAP_SYS_NICE or an RLIMIT_NICE of 20)."""
+    for p in tree(pid):
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                own = jit_compilers if jit_compilers is not None and _is_jit_compiler(p, tid) else policy
+                os.sched_setscheduler(int(tid), own, os.sched_param(0))
+        except (ProcessLookupError, FileNotFoundError):
+            continue          # ended meanwhile

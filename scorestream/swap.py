@@ -39,6 +39,19 @@ def is_control(headers) -> bool:
     return any(k == CONTROL_HEADER for k, _ in headers or ())
 
 
+_KNOWN: dict[tuple[str, str, str | None], "Ownership"] = {}
+
+
+def ownership(job: str, deployment: str, predecessor: str | None = None) -> "Ownership":
+    """The deployment's Ownership, the same one again when Flink restarts its task in this interpreter: the
+    tokens it saw may lie before the checkpoint it restores from, and are not read again (a fresh one would
+    own nothing). What was answered since that checkpoint the rendezvous reads back (rendezvous/recovery.py)."""
+    key = (job, deployment, predecessor)
+    if key not in _KNOWN:
+        _KNOWN[key] = Ownership(deployment, predecessor)
+    return _KNOWN[key]
+
+
 class Ownership:
     """Which partitions of a job's input a deployment answers for.
 

@@ -1,4 +1,5 @@
 import sys
+import time
 
 from scorestream.process import ManagedProcess
 
@@ -18,3 +19,24 @@ def test_a_stale_pid_file_is_not_ours(tmp_path):
     proc.pid_file.parent.mkdir(parents=True)
     proc.pid_file.write_text("1 999999999\n")   # pid 1 exists but started at another time
     assert proc.pid() is None
+
+
+def test_a_part_goes_to_idle_priority_thread_by_thread(tmp_path):
+    """set_scheduler reaches every thread of the tree (a JVM's threads, a job's JVM under its Python); a
+    process without a JIT compiler has none to count."""
+    import os
+    from scorestream.process import jit_cpu_seconds, set_scheduler
+    proc = ManagedProcess("threads", tmp_path)
+    proc.start([sys.executable, "-c", "import threading, time\n"
+                "for _ in range(3): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+                "print('up', flush=True); time.sleep(60)"])
+    try:
+        pid = proc.pid()
+        while "up" not in proc.log_tail():
+            time.sleep(0.05)
+        set_scheduler(pid, os.SCHED_IDLE)
+        tids = os.listdir(f"/proc/{pid}/task")
+        assert len(tids) >= 4 and {os.sched_getscheduler(int(t)) for t in tids} == {os.SCHED_IDLE}
+        assert jit_cpu_seconds(pid) == 0.0
+    finally:
+        proc.stop(timeout_s=5)

@@ -53,6 +53,16 @@ def test_ownership_per_partition_and_a_second_upgrade():
     assert not second.owns(1)
 
 
+def test_a_restarted_task_keeps_the_ownership_it_had():
+    """Flink restarts a task in the same interpreter from a checkpoint that may lie past the tokens: a fresh
+    Ownership would never own a partition again."""
+    taken = swap.ownership("rendezvous", "d-restart", "d-before")
+    taken.token(0, {"from": "d-before", "to": "d-restart"})
+    assert swap.ownership("rendezvous", "d-restart", "d-before").owns(0)
+    assert not swap.ownership("rendezvous", "d-other", "d-before").owns(0)
+    assert not swap.ownership("extract", "d-restart", "d-before").owns(0)
+
+
 def test_a_swap_token_is_archived_as_control_and_never_replayed():
     token = swap.token_record("rendezvous", "a", "b", "a>b")
     assert swap.is_control(token.headers) and not swap.is_control(())
