@@ -33,9 +33,11 @@ def serve(port: int | None, wait: bool = False) -> None:
     try:
         start_http_server(port, addr=addr)
         _SERVED.add(port)
-    except OSError:
+    except OSError as exc:
         if not wait:
-            raise
+            from scorestream.errors import UserError
+            raise UserError(f"cannot serve /metrics on {addr}:{port} ({exc.strerror}): stop what holds the port, "
+                            f"or move the system's metrics ports with SCORESTREAM_METRICS_PORT_BASE") from None
 
         def retry() -> None:
             while True:

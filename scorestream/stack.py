@@ -80,11 +80,11 @@ def up(settings: StackSettings | None = None, broker_only: bool = False, policy_
        restore: dict[str, str] | None = None,
        flink: str | None = None) -> tuple[Cluster, float | None, topics.Plan, list[str]]:
     """Start what is not running. Returns the broker, its seconds to ready (None: was running),
-    the topic plan applied and the names of the parts started.
+    the topic plan applied and the names of the parts started. A part that exits during start (or a job the
+    Flink cluster refuses) stops everything this call started: nothing is left half-started.
 
     flink: submit the Flink jobs to the session cluster at this REST address (default: the one the running
-    system uses, if any). A cluster that does not answer or has no free slots stops us before anything starts;
-    a job it refuses stops everything this call started."""
+    system uses, if any). A cluster that does not answer or has no free slots stops us before anything starts."""
     settings = settings or StackSettings()
     if settings.brokers == 2:
         raise UserError("--brokers 2 cannot lose a node (a KRaft quorum needs a majority): use 1, or 3 and more")
@@ -123,8 +123,6 @@ def up(settings: StackSettings | None = None, broker_only: bool = False, policy_
     try:
         _wait_ready(settings, started)
     except UserError as exc:
-        if not flink:
-            raise
         for part in started:      # nothing half-started: the jobs' processes cancel what they submitted
             ManagedProcess(part.name, settings.home).stop()
         if seconds is not None:
