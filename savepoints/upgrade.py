@@ -181,7 +181,7 @@ def run(p: Plan, say=print) -> Report:
         handoff.unlink(missing_ok=True)
     report.new, report.new_ready_s = new, time.monotonic() - t0
     say(f"deployment {new.deployment} (Flink job {new.flink_job_id}) runs and has caught up "
-        f"after {report.new_ready_s:.1f}s (its JIT compiler settled in {compiled_s:.1f}s of that)")
+        f"after {report.new_ready_s:.1f}s (its JIT compilers settled in {compiled_s:.1f}s of that)")
 
     report.token_offsets = _write_tokens(p)
     report.cut_ms = int(time.time() * 1000)

@@ -156,7 +156,6 @@ def cpu_seconds(pid: int, children_of: dict[int, list[int]] | None = None) -> fl
     return ticks / CLOCK_TICKS
 
 
-
 def _is_jit_compiler(pid: int, tid: str) -> bool:
     """A JIT compiler thread of HotSpot: "C1 CompilerThread0", ... (the kernel keeps 15 characters of a name)."""
     try:
