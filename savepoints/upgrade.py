@@ -19,6 +19,7 @@ import fcntl
 import os
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,11 +228,11 @@ def _wait_compiled(pid: int | None) -> float:
     t0 = time.monotonic()
     if pid is None:
         return 0.0
-    window = [jit_cpu_seconds(pid)]
+    samples = deque([jit_cpu_seconds(pid)], maxlen=JIT_SETTLE_WINDOW_S + 1)     # one a second
     while time.monotonic() - t0 < JIT_SETTLE_MAX_S:
         time.sleep(1.0)
-        window = (window + [jit_cpu_seconds(pid)])[-(JIT_SETTLE_WINDOW_S + 1):]
-        if len(window) > JIT_SETTLE_WINDOW_S and window[-1] - window[0] <= JIT_SETTLED_CPU * JIT_SETTLE_WINDOW_S:
+        samples.append(jit_cpu_seconds(pid))
+        if len(samples) == samples.maxlen and samples[-1] - samples[0] <= JIT_SETTLED_CPU * JIT_SETTLE_WINDOW_S:
             break
     return time.monotonic() - t0
 

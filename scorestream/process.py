@@ -105,9 +105,11 @@ def _reap(pid: int) -> bool:
         return False
 
 
-def _fields(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name (field 3, the state, first)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _fields(pid: int, tid: str | None = None) -> list[str]:
+    """The fields of /proc/<pid>/stat (or of its thread's, /proc/<pid>/task/<tid>/stat) after the command name
+    (field 3, the state, first)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    return Path(path).read_text().rsplit(")", 1)[1].split()
 
 
 def children() -> dict[int, list[int]]:
@@ -156,6 +158,17 @@ def cpu_seconds(pid: int, children_of: dict[int, list[int]] | None = None) -> fl
     return ticks / CLOCK_TICKS
 
 
+def _threads(pid: int):
+    """(process, thread id) of every thread of pid and its descendants that still runs."""
+    for p in tree(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue          # ended meanwhile
+        for tid in tids:
+            yield p, tid
+
+
 def _is_jit_compiler(pid: int, tid: str) -> bool:
     """A JIT compiler thread of HotSpot: "C1 CompilerThread0", ... (the kernel keeps 15 characters of a name)."""
     try:
@@ -168,15 +181,10 @@ def jit_cpu_seconds(pid: int) -> float:
     """CPU time so far of the JIT compiler threads of pid and its descendants (a JVM compiles its hot code for
     minutes after it starts, with cores the answers could use)."""
     ticks = 0
-    for p in tree(pid):
-        try:
-            tids = [t for t in os.listdir(f"/proc/{p}/task") if _is_jit_compiler(p, t)]
-        except OSError:
-            continue
-        for tid in tids:
+    for p, tid in _threads(pid):
+        if _is_jit_compiler(p, tid):
             try:
-                ticks += sum(int(x) for x in Path(f"/proc/{p}/task/{tid}/stat").read_text().rsplit(")", 1)[1]
-                             .split()[11:13])
+                ticks += sum(int(x) for x in _fields(p, tid)[11:13])     # utime stime
             except OSError:
                 continue
     return ticks / CLOCK_TICKS
@@ -187,10 +195,9 @@ def set_scheduler(pid: int, policy: int, jit_compilers: int | None = None) -> No
     thread); their JIT compiler threads under `jit_compilers` instead, if given (the compiler threads a JVM
     starts later inherit it from them). PermissionError when not allowed (leaving SCHED_IDLE needs root,
     CAP_SYS_NICE or an RLIMIT_NICE of 20)."""
-    for p in tree(pid):
+    for p, tid in _threads(pid):
+        own = jit_compilers if jit_compilers is not None and _is_jit_compiler(p, tid) else policy
         try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                own = jit_compilers if jit_compilers is not None and _is_jit_compiler(p, tid) else policy
-                os.sched_setscheduler(int(tid), own, os.sched_param(0))
-        except (ProcessLookupError, FileNotFoundError):
+            os.sched_setscheduler(int(tid), own, os.sched_param(0))
+        except ProcessLookupError:
             continue          # ended meanwhile
