@@ -25,11 +25,7 @@ import numpy as np
 import orjson
 
 from scorestream import kafka, topics
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from scorestream.process import cpu_seconds
 
 
 def traffic(rng, n: int, models: list[str], canary: str) -> list[tuple[str, bytes, bytes]]:

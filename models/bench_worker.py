@@ -32,6 +32,7 @@ from confluent_kafka import TopicPartition
 from extractors import get_extractor
 from scorestream import kafka, topics
 from scorestream.contract import Features, KafkaRecord
+from scorestream.process import cpu_seconds
 from scorestream.synthetic import TransactionGenerator
 
 
@@ -95,12 +96,6 @@ def send(bootstrap: str, topic: str, records: list[KafkaRecord], rate: float = 0
         kafka.produce(p, topic, r)
         p.poll(0)
     p.flush(60)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def total_end(c, topic: str, partitions: int) -> int:

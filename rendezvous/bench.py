@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import click
 from confluent_kafka.admin import NewTopic
@@ -29,41 +28,10 @@ from confluent_kafka.admin import NewTopic
 from rendezvous.policy import DEFAULT_PATH, Policy
 from scorestream import flink, kafka
 from scorestream.client import assigned_consumer, follow
-from scorestream.process import ManagedProcess
+from scorestream.process import ManagedProcess, cpu_seconds
 from scorestream.publish import publish, synthetic_requests
 from scorestream.settings import KafkaSettings, StackSettings
 from scorestream.topics import TopicRegistry
-
-HZ = os.sysconf("SC_CLK_TCK")
-
-
-def _tree(pid: int) -> list[int]:
-    """pid and its descendants, from /proc."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo += [c for c, parent in parents.items() if parent == p]
-    return tree
-
-
-def _cpu_seconds(pid: int) -> float:
-    total = 0
-    for p in _tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / HZ
-
 
 def _env(assignments: tuple[str, ...]) -> dict[str, str]:
     env = dict(os.environ)
@@ -132,9 +100,9 @@ def main(a_env, b_env, rate, duration, rounds, warm_up_s, serve) -> None:
         rows = {t: [] for t in jobs}
         for round_ in range(1, rounds + 1):
             consumers = {t: assigned_consumer(_results_topic(registry, t)) for t in jobs}
-            cpu0, t0 = {t: _cpu_seconds(p.pid) for t, p in procs.items()}, time.monotonic()
+            cpu0, t0 = {t: cpu_seconds(p.pid) for t, p in procs.items()}, time.monotonic()
             publish(synthetic_requests(seed=round_, count=int(rate * duration)), registry.name("requests"), rate=rate)
-            cpu = {t: (_cpu_seconds(p.pid) - cpu0[t]) / (time.monotonic() - t0) for t, p in procs.items()}
+            cpu = {t: (cpu_seconds(p.pid) - cpu0[t]) / (time.monotonic() - t0) for t, p in procs.items()}
             for t, consumer in consumers.items():
                 lat = sorted(_latencies(consumer))
                 q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [float("nan")] * 99

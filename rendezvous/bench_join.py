@@ -29,6 +29,7 @@ import click
 from scorestream import kafka, topics
 from scorestream.contract import Score
 from scorestream.metrics import read_metric
+from scorestream.process import children
 from scorestream.publish import synthetic_requests
 from scorestream.settings import StackSettings
 
@@ -46,14 +47,12 @@ outcome_horizon_s: {horizon}
 def _java_child(pid: int) -> int:
     """The JVM the job's Python process started (PyFlink's gateway)."""
     for _ in range(120):
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit():
-                try:
-                    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                    if int(fields[1]) == pid and b"java" in (proc / "cmdline").read_bytes().split(b"\0")[0]:
-                        return int(proc.name)
-                except (OSError, IndexError, ValueError):
-                    continue
+        for child in children().get(pid, []):
+            try:
+                if b"java" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]:
+                    return child
+            except OSError:
+                continue
         time.sleep(0.5)
     raise click.ClickException(f"no JVM under pid {pid}")
 

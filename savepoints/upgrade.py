@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -148,6 +149,9 @@ def plan(job: str, grace_ms: float = 1000.0) -> Plan:
 
 def run(p: Plan, say=print) -> Report:
     """Carry out the plan; UserError (nothing cut over, the old deployment answering) if the new one fails."""
+    if shutil.which("chrt") is None:
+        raise UserError("the upgrade starts the new version under `chrt` (util-linux), which is not on PATH: "
+                        "install util-linux; nothing was changed")
     settings = StackSettings()
     home = JobHome(settings.home, p.job)
     report = Report()

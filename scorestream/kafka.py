@@ -103,7 +103,7 @@ def last_records(topic: str, bootstrap: str | None = None, partitions: list[int]
     """The newest record of each partition of `topic` (all, or those given) that has one, by partition.
 
     Read from a few offsets before the end: with read_committed the last offset may be a transaction marker."""
-    c = consumer(f"scorestream.last-value", bootstrap)
+    c = consumer("scorestream.last-value", bootstrap)
     try:
         if partitions is None:
             partitions = list(c.list_topics(topic, timeout=timeout_s).topics[topic].partitions)

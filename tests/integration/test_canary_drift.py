@@ -26,6 +26,7 @@ from extractors import get_extractor
 from models.registry import REGISTRY_DIR, sha256_of
 from scorestream import kafka
 from scorestream.contract import Features
+from scorestream.process import cpu_seconds
 from scorestream.synthetic import TransactionGenerator
 
 WINDOW_S = 2.0
@@ -110,12 +111,6 @@ def wait_for_log(p, words: str, timeout_s: float = 60.0) -> None:
     while words not in open(p.log_path).read():
         assert p.poll() is None and time.monotonic() < deadline, open(p.log_path).read()[-3000:]
         time.sleep(0.1)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far, from /proc."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def window_of(ms: float) -> float:
