@@ -28,7 +28,7 @@ from savepoints.registry import Deployment, JobHome, code_version, new_deploymen
 from savepoints.rest import FlinkRest, SourceProgress
 from scorestream import kafka, swap
 from scorestream.errors import UserError
-from scorestream.process import ManagedProcess, jit_cpu_seconds, set_scheduler
+from scorestream.process import ManagedProcess, cpu_seconds, jit_cpu_seconds, set_scheduler
 from scorestream.settings import StackSettings
 from scorestream.topics import TopicRegistry
 
@@ -41,6 +41,8 @@ CAUGHT_UP_RECORDS = 200         # the new deployment is ready when its source is
 JIT_SETTLE_MAX_S = 90           # after catching up, wait this long at most for its JIT compilers to settle
 JIT_SETTLE_WINDOW_S = 3
 JIT_SETTLED_CPU = 0.03          # settled: compilers under this share of a core over the window
+STARVED_WINDOW_S = 15
+STARVED_CPU = 0.10              # starved at idle priority: the new version got under this share of a core
 
 
 @dataclass
@@ -165,17 +167,19 @@ def run(p: Plan, say=print) -> Report:
     # from it at once (a nice value only lowers its share, and the old version's answers waited behind it)
     new_proc.start(["chrt", "--idle", "0", *p.argv, "--restore", f"wait:{handoff}", "--deployment-id",
                     p.new_deployment, "--takes-over-from", p.old.deployment], env=p.env)
+    priority = _StartPriority(new_proc, say)
     try:
-        _wait_log(new_proc, "waiting for the savepoint", p, old_rest)
+        _wait_log(new_proc, "waiting for the savepoint", p, old_rest, priority)
         t1 = time.monotonic()
         report.savepoint = old_rest.savepoint(p.old.flink_job_id, home.dir.resolve().as_uri()).removeprefix("file:")
         report.savepoint_s = time.monotonic() - t1
         report.savepoint_bytes = sum(f.stat().st_size for f in Path(report.savepoint).rglob("*") if f.is_file())
         say(f"savepoint in {report.savepoint_s:.1f}s, {report.savepoint_bytes / 1024:,.1f} KiB: {report.savepoint}")
         handoff.write_text(report.savepoint)
-        new = _wait_ready(home, new_proc, p, old_rest)
+        priority.restart()          # it waited for the savepoint, idle by design
+        new = _wait_ready(home, new_proc, p, old_rest, priority)
         compiled_s = _wait_compiled(new_proc.pid())
-        new = _wait_ready(home, new_proc, p, old_rest)     # still caught up after it
+        new = _wait_ready(home, new_proc, p, old_rest, priority)     # still caught up after it
         # from the cut on, it answers; its JIT compilers go on at idle priority, so that the code they have yet
         # to compile does not take the cores from the answers
         _schedule(new_proc.pid(), os.SCHED_OTHER, jit_compilers=os.SCHED_IDLE)
@@ -241,9 +245,41 @@ def _wait_compiled(pid: int | None) -> float:
     return time.monotonic() - t0
 
 
-def _wait_log(proc: ManagedProcess, line: str, p: Plan, old_rest: FlinkRest) -> None:
+class _StartPriority:
+    """The new version starts at SCHED_IDLE, but a host with no idle CPU (a system that takes both cores) gives
+    it next to none: its start would never end, and the upgrade would time out. Once it got under STARVED_CPU of
+    a core over STARVED_WINDOW_S, it goes on at normal priority, and the command says so: its start then takes
+    CPU from the answers."""
+
+    def __init__(self, proc: ManagedProcess, say) -> None:
+        self.proc, self.say, self.idle = proc, say, True
+        self.restart()
+
+    def restart(self) -> None:
+        self.samples: deque[tuple[float, float]] = deque()
+        self.last = 0.0
+
+    def check(self) -> None:
+        now, pid = time.monotonic(), self.proc.pid()
+        if not self.idle or pid is None or now - self.last < 1.0:
+            return
+        self.last = now
+        self.samples.append((now, cpu_seconds(pid)))
+        while now - self.samples[0][0] > STARVED_WINDOW_S:
+            t, cpu = self.samples.popleft()
+            if (self.samples[-1][1] - cpu) / (now - t) < STARVED_CPU:
+                _schedule(pid, os.SCHED_OTHER)
+                self.idle = False
+                self.say(f"the host has no idle CPU for the new version (it got {self.samples[-1][1] - cpu:.1f} "
+                         f"CPU-seconds in {now - t:.0f}s at idle priority): it goes on at normal priority, "
+                         "and answers may come later until the cut")
+                return
+
+
+def _wait_log(proc: ManagedProcess, line: str, p: Plan, old_rest: FlinkRest, priority: _StartPriority) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while line not in proc.log_tail(50):
+        priority.check()
         if proc.pid() is None:
             raise UserError(f"the new version of {p.job} failed to start: {_reason(proc, p, old_rest)}; "
                             f"{p.old.deployment} goes on answering, nothing was cut over (log {proc.log_file})")
@@ -253,10 +289,12 @@ def _wait_log(proc: ManagedProcess, line: str, p: Plan, old_rest: FlinkRest) -> 
         time.sleep(0.2)
 
 
-def _wait_ready(home: JobHome, proc: ManagedProcess, p: Plan, old_rest: FlinkRest) -> Deployment:
+def _wait_ready(home: JobHome, proc: ManagedProcess, p: Plan, old_rest: FlinkRest,
+                priority: _StartPriority) -> Deployment:
     deadline = time.monotonic() + READY_TIMEOUT_S
     new, running_since = None, None
     while time.monotonic() < deadline:
+        priority.check()
         if proc.pid() is None:
             raise UserError(f"the new version of {p.job} failed to start: {_reason(proc, p, old_rest)}; "
                             f"{p.old.deployment} goes on answering, nothing was cut over (log {proc.log_file})")

@@ -40,3 +40,29 @@ def test_a_part_goes_to_idle_priority_thread_by_thread(tmp_path):
         assert jit_cpu_seconds(pid) == 0.0
     finally:
         proc.stop(timeout_s=5)
+
+
+def test_a_starved_new_version_goes_on_at_normal_priority(tmp_path, monkeypatch):
+    """An upgrade's new version starts at SCHED_IDLE; one that gets (next to) no CPU over the window is given
+    normal priority, with a line that says so; one that gets its share stays idle."""
+    import os
+    from savepoints import upgrade
+    monkeypatch.setattr(upgrade, "STARVED_WINDOW_S", 2)
+    said = []
+    procs = {name: ManagedProcess(name, tmp_path) for name in ("starved", "busy")}
+    procs["starved"].start(["chrt", "--idle", "0", sys.executable, "-c", "import time; time.sleep(60)"])
+    procs["busy"].start(["chrt", "--idle", "0", sys.executable, "-c", "while True: pass"])
+    try:
+        watches = {name: upgrade._StartPriority(proc, said.append) for name, proc in procs.items()}
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            for watch in watches.values():
+                watch.check()
+            time.sleep(0.2)
+        assert not watches["starved"].idle and watches["busy"].idle
+        assert os.sched_getscheduler(procs["starved"].pid()) == os.SCHED_OTHER
+        assert os.sched_getscheduler(procs["busy"].pid()) == os.SCHED_IDLE
+        assert len(said) == 1 and "no idle CPU" in said[0] and "normal priority" in said[0]
+    finally:
+        for proc in procs.values():
+            proc.stop(timeout_s=5)
