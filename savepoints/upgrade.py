@@ -37,12 +37,13 @@ SOURCES = {"rendezvous": ("rendezvous_events", ("requests", "scores", "rejection
 CUT_TOPIC = "requests"          # the records a deployment owns are requests; tokens among scores only pass
 READY_TIMEOUT_S = 240.0
 IDLE_READY_S = 3.0
-CAUGHT_UP_RECORDS = 200         # the new deployment is ready when its source is this close to the end
+CAUGHT_UP_RECORDS = 200         # ready: the new deployment's source is this close to the end, or to where the
+                                # running one is (a saturated system lags by more)
 JIT_SETTLE_MAX_S = 90           # after catching up, wait this long at most for its JIT compilers to settle
 JIT_SETTLE_WINDOW_S = 3
 JIT_SETTLED_CPU = 0.03          # settled: compilers under this share of a core over the window
-STARVED_WINDOW_S = 15
-STARVED_CPU = 0.10              # starved at idle priority: the new version got under this share of a core
+STARVED_WINDOW_S = 20
+STARVED_CPU = 0.25              # starved at idle priority: the new version got under this share of a core
 
 
 @dataclass
@@ -293,6 +294,7 @@ def _wait_ready(home: JobHome, proc: ManagedProcess, p: Plan, old_rest: FlinkRes
                 priority: _StartPriority) -> Deployment:
     deadline = time.monotonic() + READY_TIMEOUT_S
     new, running_since = None, None
+    old_source = None
     while time.monotonic() < deadline:
         priority.check()
         if proc.pid() is None:
@@ -306,8 +308,10 @@ def _wait_ready(home: JobHome, proc: ManagedProcess, p: Plan, old_rest: FlinkRes
                 if job["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"]):
                     running_since = running_since or time.monotonic()
                     pending = SourceProgress(rest, new.flink_job_id, SOURCES[p.job][0]).pending_records()
+                    old_source = old_source or SourceProgress(old_rest, p.old.flink_job_id, SOURCES[p.job][0])
+                    behind = old_source.pending_records() or 0.0
                     # an idle source reports no backlog at all: caught up, once it has run a little
-                    if (pending is not None and pending <= CAUGHT_UP_RECORDS) or (
+                    if (pending is not None and pending <= CAUGHT_UP_RECORDS + behind) or (
                             pending is None and time.monotonic() - running_since > IDLE_READY_S):
                         return new
             except UserError:
