@@ -162,8 +162,15 @@ def code_copy(tmp_path, *changes: tuple[str, str, str]):
 
 
 def upgrade(system, job, code, *args):
-    return subprocess.run([sys.executable, "-m", "scorestream.cli", "upgrade", job, *args], env=system.env,
-                          cwd=code, capture_output=True, text=True, timeout=400)
+    """The upgrade command; one that has not returned after 400 s is killed and comes back with returncode -1 and
+    what it had said, so that the test's failure shows where it was."""
+    argv = [sys.executable, "-m", "scorestream.cli", "upgrade", job, *args]
+    try:
+        return subprocess.run(argv, env=system.env | {"PYTHONUNBUFFERED": "1"}, cwd=code, capture_output=True,
+                              text=True, timeout=400)
+    except subprocess.TimeoutExpired as killed:
+        said = [(x.decode() if isinstance(x, bytes) else x) or "" for x in (killed.stdout, killed.stderr)]
+        return subprocess.CompletedProcess(argv, -1, said[0] + "\n(killed after 400 s)", said[1])
 
 
 def test_upgrade_refusals_change_nothing(system, tmp_path):
