@@ -190,6 +190,14 @@ def jit_cpu_seconds(pid: int) -> float:
     return ticks / CLOCK_TICKS
 
 
+def host_cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole host so far, in clock ticks, from /proc/stat: busy is all but idle and
+    I/O wait (a share of two readings says how much of the host's CPUs were taken meanwhile, by anything)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    total = sum(values)
+    return total - values[3] - values[4], total
+
+
 def set_scheduler(pid: int, policy: int, jit_compilers: int | None = None) -> None:
     """Every thread of pid and its descendants under the scheduling policy (os.SCHED_*: a policy is per
     thread); their JIT compiler threads under `jit_compilers` instead, if given (the compiler threads a JVM

@@ -7,7 +7,8 @@ starting the parts on the answer's path, `up` sends synthetic traffic until the 
 1. until the preferred model answers (every part reads and the workers have joined their groups);
 2. rounds of ROUND_S seconds at the warm-up rate until STEADY_ROUNDS rounds in a row answer every request,
    TARGET of them within the SLA, or the budget is spent (then it says so and returns: a busy host may
-   never get there, and a late answer is still an answer).
+   never get there, and a late answer is still an answer). It says how busy the host's CPUs were in its
+   rounds: a system that needs more CPU than the host gives at that rate never gets steady by waiting.
 
 The warm-up traffic is ordinary synthetic requests: it is archived by the decoy and answered like any other.
 """
@@ -22,6 +23,7 @@ from confluent_kafka import KafkaException
 from scorestream.client import ScoringClient
 from scorestream.errors import UserError
 from scorestream.load import run_load
+from scorestream.process import host_cpu_jiffies
 from scorestream.synthetic import TransactionGenerator, fresh_seed
 from scorestream.topics import TopicRegistry
 
@@ -29,6 +31,7 @@ ROUND_S = 3.0
 STEADY_ROUNDS = 2
 TARGET = 0.999
 FIRST_ANSWER_TIMEOUT_S = 180.0
+SATURATED = 0.9               # the host's CPUs this busy in the rounds: the rate is more than it can carry
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,19 @@ class WarmUp:
     seconds: float
     steady: bool
     last_within_sla: float        # share of the last round's requests answered within the SLA
+    rate: float = 0.0
+    host_busy: float = 0.0        # share of the host's CPU time taken (by anything) during the rounds
 
     def line(self) -> str:
         if self.steady:
             return f"warmed up in {self.seconds:.0f}s ({self.rounds} rounds of traffic): steady within the SLA"
-        return (f"warm-up stopped after {self.seconds:.0f}s ({self.rounds} rounds) without {STEADY_ROUNDS} steady "
-                f"rounds in a row (last {self.last_within_sla:.2%} within the SLA): a busy host, or give more time "
-                f"with `up --warm-up SECONDS`")
+        stopped = (f"warm-up stopped after {self.seconds:.0f}s ({self.rounds} rounds) without {STEADY_ROUNDS} "
+                   f"steady rounds in a row (last {self.last_within_sla:.2%} within the SLA)")
+        if self.host_busy >= SATURATED:
+            return (f"{stopped}: the host's CPUs were {self.host_busy:.0%} busy in its rounds, so {self.rate:g} "
+                    "requests/s is more than this host carries now: a lower rate, fewer models, or a quieter host")
+        return (f"{stopped}; the host's CPUs were {self.host_busy:.0%} busy: give it more time with "
+                "`up --warm-up SECONDS`")
 
 
 def first_answer(bootstrap: str, sla_ms: float, registry: TopicRegistry | None = None,
@@ -74,6 +83,7 @@ def warm_up(bootstrap: str, sla_ms: float, rate: float, budget_s: float, registr
     first_answer(bootstrap, sla_ms, registry)
     rounds = steady = 0
     within = 0.0
+    busy0, total0 = host_cpu_jiffies()
     while steady < STEADY_ROUNDS and time.monotonic() - began < budget_s:
         report = run_load(registry.name("requests"), registry.name("results"), rate, ROUND_S, sla_ms, bootstrap,
                           drain_s=2.0)   # a fresh seed each round (run_load's default)
@@ -82,4 +92,6 @@ def warm_up(bootstrap: str, sla_ms: float, rate: float, budget_s: float, registr
         steady = steady + 1 if report.answered == report.published and within >= TARGET else 0
         if on_round:
             on_round(rounds, within)
-    return WarmUp(rounds, time.monotonic() - began, steady >= STEADY_ROUNDS, within)
+    busy1, total1 = host_cpu_jiffies()
+    return WarmUp(rounds, time.monotonic() - began, steady >= STEADY_ROUNDS, within, rate,
+                  (busy1 - busy0) / max(1, total1 - total0))

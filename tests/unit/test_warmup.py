@@ -1,0 +1,19 @@
+"""The warm-up's outcome line: steady, not yet steady, or a rate the host cannot carry."""
+
+from scorestream.process import host_cpu_jiffies
+from scorestream.warmup import WarmUp
+
+
+def test_the_line_tells_a_saturated_host_from_a_young_system():
+    assert WarmUp(4, 21.0, True, 1.0, 200, 0.6).line().startswith("warmed up in 21s (4 rounds")
+    young = WarmUp(12, 61.0, False, 0.995, 200, 0.62).line()
+    assert "62% busy" in young and "more time with `up --warm-up SECONDS`" in young
+    saturated = WarmUp(12, 61.0, False, 0.0, 200, 0.97).line()
+    assert "97% busy" in saturated and "200 requests/s is more than this host carries now" in saturated
+
+
+def test_host_cpu_jiffies_grow_with_work():
+    busy0, total0 = host_cpu_jiffies()
+    sum(i * i for i in range(3_000_000))
+    busy1, total1 = host_cpu_jiffies()
+    assert busy1 > busy0 and total1 - total0 >= busy1 - busy0 > 0
