@@ -168,7 +168,8 @@ def run(p: Plan, say=print) -> Report:
     # from it at once (a nice value only lowers its share, and the old version's answers waited behind it)
     new_proc.start(["chrt", "--idle", "0", *p.argv, "--restore", f"wait:{handoff}", "--deployment-id",
                     p.new_deployment, "--takes-over-from", p.old.deployment], env=p.env)
-    priority = _StartPriority(new_proc, say)
+    # on a session cluster (--flink) the job runs in the cluster's TaskManager, not in this process: nothing to watch
+    priority = _StartPriority(new_proc, say, watch="--flink" not in p.argv)
     try:
         _wait_log(new_proc, "waiting for the savepoint", p, old_rest, priority)
         t1 = time.monotonic()
@@ -252,8 +253,8 @@ class _StartPriority:
     a core over STARVED_WINDOW_S, it goes on at normal priority, and the command says so: its start then takes
     CPU from the answers."""
 
-    def __init__(self, proc: ManagedProcess, say) -> None:
-        self.proc, self.say, self.idle = proc, say, True
+    def __init__(self, proc: ManagedProcess, say, watch: bool = True) -> None:
+        self.proc, self.say, self.watching = proc, say, watch
         self.restart()
 
     def restart(self) -> None:
@@ -262,7 +263,7 @@ class _StartPriority:
 
     def check(self) -> None:
         now, pid = time.monotonic(), self.proc.pid()
-        if not self.idle or pid is None or now - self.last < 1.0:
+        if not self.watching or pid is None or now - self.last < 1.0:
             return
         self.last = now
         self.samples.append((now, cpu_seconds(pid)))
@@ -270,7 +271,7 @@ class _StartPriority:
             t, cpu = self.samples.popleft()
             if (self.samples[-1][1] - cpu) / (now - t) < STARVED_CPU:
                 _schedule(pid, os.SCHED_OTHER)
-                self.idle = False
+                self.watching = False       # at normal priority from now on
                 self.say(f"the host has no idle CPU for the new version (it got {self.samples[-1][1] - cpu:.1f} "
                          f"CPU-seconds in {now - t:.0f}s at idle priority): it goes on at normal priority, "
                          "and answers may come later until the cut")

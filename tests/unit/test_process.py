@@ -59,10 +59,13 @@ def test_a_starved_new_version_goes_on_at_normal_priority(tmp_path, monkeypatch)
             for watch in watches.values():
                 watch.check()
             time.sleep(0.2)
-        assert not watches["starved"].idle and watches["busy"].idle
+        assert not watches["starved"].watching and watches["busy"].watching
         assert os.sched_getscheduler(procs["starved"].pid()) == os.SCHED_OTHER
         assert os.sched_getscheduler(procs["busy"].pid()) == os.SCHED_IDLE
         assert len(said) == 1 and "no idle CPU" in said[0] and "normal priority" in said[0]
+        unwatched = upgrade._StartPriority(procs["busy"], said.append, watch=False)   # a job on a session cluster
+        unwatched.check()
+        assert len(said) == 1
     finally:
         for proc in procs.values():
             proc.stop(timeout_s=5)
