@@ -198,6 +198,16 @@ def host_cpu_jiffies() -> tuple[int, int]:
     return total - values[3] - values[4], total
 
 
+def single_core_speed(seconds: float = 1.0) -> float:
+    """Millions of iterations per second of a plain Python loop on one core: how fast the host runs now, to quote
+    beside a benchmark's figures (on a shared VM the same idle machine ran 6.8 M and 13.1 M within the hour)."""
+    n, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        for _ in range(10_000):
+            n += 1
+    return n / (time.perf_counter() - began) / 1e6
+
+
 def set_scheduler(pid: int, policy: int, jit_compilers: int | None = None) -> None:
     """Every thread of pid and its descendants under the scheduling policy (os.SCHED_*: a policy is per
     thread); their JIT compiler threads under `jit_compilers` instead, if given (the compiler threads a JVM

@@ -17,3 +17,8 @@ def test_host_cpu_jiffies_grow_with_work():
     sum(i * i for i in range(3_000_000))
     busy1, total1 = host_cpu_jiffies()
     assert busy1 > busy0 and total1 - total0 >= busy1 - busy0 > 0
+
+
+def test_the_single_core_probe_counts_loop_iterations():
+    from scorestream.process import single_core_speed
+    assert 0.1 < single_core_speed(0.2) < 1000
