@@ -8,7 +8,7 @@ starting the parts on the answer's path, `up` sends synthetic traffic until the 
 2. rounds of ROUND_S seconds at the warm-up rate until STEADY_ROUNDS rounds in a row answer every request,
    TARGET of them within the SLA, or the budget is spent (then it says so and returns: a busy host may
    never get there, and a late answer is still an answer). It says how busy the host's CPUs were in its
-   rounds: a system that needs more CPU than the host gives at that rate never gets steady by waiting.
+   rounds: a system that needs more CPU than the host gives never gets steady by waiting.
 
 The warm-up traffic is ordinary synthetic requests: it is archived by the decoy and answered like any other.
 """
@@ -49,8 +49,9 @@ class WarmUp:
         stopped = (f"warm-up stopped after {self.seconds:.0f}s ({self.rounds} rounds) without {STEADY_ROUNDS} "
                    f"steady rounds in a row (last {self.last_within_sla:.2%} within the SLA)")
         if self.host_busy >= SATURATED:
-            return (f"{stopped}: the host's CPUs were {self.host_busy:.0%} busy in its rounds, so {self.rate:g} "
-                    "requests/s is more than this host carries now: a lower rate, fewer models, or a quieter host")
+            return (f"{stopped}: the host's CPUs were {self.host_busy:.0%} busy in its rounds, so it has no CPU to "
+                    f"spare for {self.rate:g} requests/s now (a young system's JIT compilers take part of it for "
+                    "minutes): fewer models, a quieter host, or a lower rate")
         return (f"{stopped}; the host's CPUs were {self.host_busy:.0%} busy: give it more time with "
                 "`up --warm-up SECONDS`")
 

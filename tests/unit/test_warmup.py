@@ -9,7 +9,7 @@ def test_the_line_tells_a_saturated_host_from_a_young_system():
     young = WarmUp(12, 61.0, False, 0.995, 200, 0.62).line()
     assert "62% busy" in young and "more time with `up --warm-up SECONDS`" in young
     saturated = WarmUp(12, 61.0, False, 0.0, 200, 0.97).line()
-    assert "97% busy" in saturated and "200 requests/s is more than this host carries now" in saturated
+    assert "97% busy" in saturated and "no CPU to spare for 200 requests/s now" in saturated
 
 
 def test_host_cpu_jiffies_grow_with_work():
