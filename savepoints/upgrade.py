@@ -269,12 +269,13 @@ class _StartPriority:
         self.samples.append((now, cpu_seconds(pid)))
         while now - self.samples[0][0] > STARVED_WINDOW_S:
             t, cpu = self.samples.popleft()
-            if (self.samples[-1][1] - cpu) / (now - t) < STARVED_CPU:
+            got = self.samples[-1][1] - cpu
+            if 0 <= got < STARVED_CPU * (now - t):      # (less than before: a process of it ended, the wait says why)
                 _schedule(pid, os.SCHED_OTHER)
                 self.watching = False       # at normal priority from now on
-                self.say(f"the host has no idle CPU for the new version (it got {self.samples[-1][1] - cpu:.1f} "
-                         f"CPU-seconds in {now - t:.0f}s at idle priority): it goes on at normal priority, "
-                         "and answers may come later until the cut")
+                self.say(f"the host has no idle CPU for the new version (it got {got:.1f} CPU-seconds in "
+                         f"{now - t:.0f}s at idle priority): it goes on at normal priority, and answers may come "
+                         "later until the cut")
                 return
 
 
