@@ -31,7 +31,7 @@ ROUND_S = 3.0
 STEADY_ROUNDS = 2
 TARGET = 0.999
 FIRST_ANSWER_TIMEOUT_S = 180.0
-SATURATED = 0.9               # the host's CPUs this busy in the rounds: the rate is more than it can carry
+SATURATED = 0.9               # the host's CPUs this busy in the rounds: it has no CPU to spare
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The warm-up's outcome line: steady, not yet steady, or a rate the host cannot carry."""
+"""The warm-up's outcome line: steady, not yet steady, or a host with no CPU to spare; the host probes."""
 
 from scorestream.process import host_cpu_jiffies
 from scorestream.warmup import WarmUp
