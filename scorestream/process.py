@@ -6,6 +6,7 @@ reused by an unrelated process after a reboot is never mistaken for ours.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -206,6 +207,13 @@ def single_core_speed(seconds: float = 1.0) -> float:
         for _ in range(10_000):
             n += 1
     return n / (time.perf_counter() - began) / 1e6
+
+
+def host_speed(seconds: float = 1.0) -> list[float]:
+    """single_core_speed of every CPU, measured at once (a process each): what the host gives all its cores
+    together. On a shared VM a second core can run at half the first's speed while either alone is fast."""
+    with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
+        return sorted(pool.map(single_core_speed, [seconds] * (os.cpu_count() or 1)), reverse=True)
 
 
 def set_scheduler(pid: int, policy: int, jit_compilers: int | None = None) -> None:

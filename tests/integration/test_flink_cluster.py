@@ -17,6 +17,7 @@ import pytest
 from savepoints.cluster import SessionCluster
 from savepoints.registry import JobHome
 from savepoints.rest import FlinkRest
+from tests.capacity import require_capacity
 from tests.integration.test_savepoints import (System, _token_offsets, check_answer_cut, check_extract_cut,
                                                code_copy, upgrade_both)
 
@@ -113,6 +114,7 @@ def test_upgrade_on_the_cluster_is_a_new_job_beside_the_old(system, cluster, tmp
     from savepoints.bench import swap_load
     from scorestream.client import assigned_consumer
     jobs = ("rendezvous", "extract")
+    require_capacity(lambda: system.load(100, 10), spare=0.2)
     old = {job: JobHome(system.home, job).current() for job in jobs}
     taskmanagers = FlinkRest(cluster.url).overview()["taskmanagers"]
     code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"),

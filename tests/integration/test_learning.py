@@ -20,8 +20,10 @@ from savepoints.rest import FlinkRest
 from scorestream import kafka
 from scorestream.contract import Control, Result
 from scorestream.process import ManagedProcess
+from scorestream.load import run_load
 from scorestream.publish import DelayedOutcomes, publish, synthetic_requests
 from scorestream.ports import free_port
+from tests.capacity import require_capacity
 
 pytestmark = pytest.mark.slow      # minutes of load and new JVMs: `make test-slow`, which CI runs after `make test`
 
@@ -130,6 +132,8 @@ def test_the_bandit_finds_the_better_model_keeps_it_through_a_savepoint_and_hold
     results = Results(broker.bootstrap, registry.name("results"))
     try:
         wait_answering(registry, results)
+        require_capacity(lambda: run_load(registry.name("requests"), registry.name("results"), RATE, 10, 250,
+                                          broker.bootstrap))     # no outcomes: the learner sees none of it
 
         # 1. learn: new-regime traffic at 300/s, each label 1 s later
         sent: list = []

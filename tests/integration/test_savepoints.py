@@ -24,6 +24,7 @@ from scorestream.load import run_load
 from scorestream.process import ManagedProcess
 from scorestream.topics import TopicRegistry
 from scorestream.ports import free_port
+from tests.capacity import require_capacity
 from tests.integration.test_system import POLICY     # the same small system: one place to change it
 
 pytestmark = pytest.mark.slow      # minutes of load and new JVMs: `make test-slow`, which CI runs after `make test`
@@ -258,6 +259,7 @@ def test_upgrades_under_load(system, tmp_path):
     features of every request once, from the extract deployment that owns it."""
     from savepoints.bench import swap_load
     from scorestream.client import assigned_consumer
+    require_capacity(lambda: system.load(300, 10), spare=0.2)
     old = {job: JobHome(system.home, job).current() for job in ("rendezvous", "extract")}
     code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"),
                      ("extractors/job.py", 'STAGE = "extract"', 'STAGE = "extract"  # v2'))

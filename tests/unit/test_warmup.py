@@ -1,5 +1,7 @@
 """The warm-up's outcome line: steady, not yet steady, or a host with no CPU to spare; the host probes."""
 
+import os
+
 from scorestream.process import host_cpu_jiffies
 from scorestream.warmup import WarmUp
 
@@ -22,3 +24,9 @@ def test_host_cpu_jiffies_grow_with_work():
 def test_the_single_core_probe_counts_loop_iterations():
     from scorestream.process import single_core_speed
     assert 0.1 < single_core_speed(0.2) < 1000
+
+
+def test_the_host_probe_measures_every_core_at_once():
+    from scorestream.process import host_speed
+    speeds = host_speed(0.2)
+    assert len(speeds) == os.cpu_count() and speeds == sorted(speeds, reverse=True) and min(speeds) > 0.1

@@ -1,0 +1,38 @@
+"""The load tests' precondition: the system, as it runs on this host now, carries the test's rate, with CPU to
+spare where the test starts a second deployment beside it.
+
+This machine is a shared VM whose speed moves by half within the hour (docs/benchmarks.md, host speed). On a
+host that cannot give the system the CPU a rate needs, an upgrade or a learner beside it never catches up, and
+the test would end on a timeout that names no cause. So such a test first offers its rate for a few seconds
+and is skipped, with the figures, when the host's CPUs were taken: at least BUSY with fewer than LEAST of the
+answers within the SLA (no CPU for the rate), or more than 1 - spare (no room for a new version, which starts
+at idle priority). A system that answers late on a host with CPU to spare still fails.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from scorestream.load import LoadReport
+from scorestream.process import host_cpu_jiffies
+
+LEAST, BUSY = 0.9, 0.9
+
+
+def require_capacity(load: Callable[[], LoadReport], spare: float = 0.0) -> LoadReport:
+    """Run `load` (a few seconds at the test's rate); skip the test when the host had no CPU for it, or less
+    than `spare` of its CPUs left beside it."""
+    busy0, total0 = host_cpu_jiffies()
+    report = load()
+    busy1, total1 = host_cpu_jiffies()
+    busy = (busy1 - busy0) / max(1, total1 - total0)
+    figures = (f"of {report.published} offered first, {report.within_sla:.1%} came within the SLA of "
+               f"{report.sla_ms:.0f} ms, with the host's CPUs {busy:.0%} busy (docs/benchmarks.md, host speed)")
+    if report.within_sla < LEAST and busy >= BUSY:
+        pytest.skip(f"the host has no CPU for {report.offered_rate:g} requests/s now: {figures}")
+    if busy > 1 - spare:
+        pytest.skip(f"the host has no CPU to spare beside {report.offered_rate:g} requests/s now (this test needs "
+                    f"{spare:.0%} of it for a second deployment): {figures}")
+    return report
