@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -107,10 +108,17 @@ def upgrade_cmd(job: str, dry_run: bool, grace_ms: float) -> None:
         if dry_run:
             out.print("dry run: nothing changed")
             return
+        # SIGTERM (a supervisor, a caller's timeout) ends it as Ctrl-C does: the new version is stopped, the old
+        # one goes on answering; by default it would end this process alone and leave the new version running
+        signal.signal(signal.SIGTERM, _terminated)
         report = upgrade.run(p, say=lambda line: err.print(f"{_clock()} {line}", highlight=False, soft_wrap=True))
     out.print(f"upgraded {job}: {p.old.deployment} ({p.old.version}) -> {report.new.deployment} ({report.new.version}); "
               f"savepoint {report.savepoint_s:.1f}s {report.savepoint_bytes / 1024:,.1f} KiB; new version ready in "
               f"{report.new_ready_s:.1f}s; cut at {report.cut_ms}")
+
+
+def _terminated(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _clock() -> str:

@@ -163,15 +163,22 @@ def code_copy(tmp_path, *changes: tuple[str, str, str]):
 
 
 def upgrade(system, job, code, *args):
-    """The upgrade command; one that has not returned after 400 s is killed and comes back with returncode -1 and
-    what it had said, so that the test's failure shows where it was."""
+    """The upgrade command; one that has not returned after 400 s is stopped (SIGTERM: it stops the new version it
+    started) and comes back with returncode -1 and what it had said, so that the test's failure shows where it was."""
     argv = [sys.executable, "-m", "scorestream.cli", "upgrade", job, *args]
+    proc = subprocess.Popen(argv, env=system.env | {"PYTHONUNBUFFERED": "1"}, cwd=code, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
-        return subprocess.run(argv, env=system.env | {"PYTHONUNBUFFERED": "1"}, cwd=code, capture_output=True,
-                              text=True, timeout=400)
-    except subprocess.TimeoutExpired as killed:
-        said = [(x.decode() if isinstance(x, bytes) else x) or "" for x in (killed.stdout, killed.stderr)]
-        return subprocess.CompletedProcess(argv, -1, said[0] + "\n(killed after 400 s)", said[1])
+        stdout, stderr = proc.communicate(timeout=400)
+        return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        return subprocess.CompletedProcess(argv, -1, stdout + "\n(stopped after 400 s)", stderr)
 
 
 def test_upgrade_refusals_change_nothing(system, tmp_path):
@@ -252,7 +259,7 @@ def check_extract_cut(features, load, cut: dict[int, int], old: str, new: str, l
     assert all(extracted[rid] == [by[side(s)]] for rid, s in load.sent.items())
 
 
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(540)
 def test_upgrades_under_load(system, tmp_path):
     """One load at 300/s (a minute, and 15 s more once both upgrades are done); the rendezvous and the extract job
     upgraded at once: every request answered once, before the cut by the old deployment, after it by the new;
