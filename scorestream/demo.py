@@ -15,7 +15,7 @@ from scorestream.bench import floor
 from scorestream.console import err, out, progress
 from scorestream.errors import UserError
 from scorestream.load import LoadReport, run_load
-from scorestream.process import host_speed
+from scorestream.process import describe_speeds, host_speed
 from scorestream.settings import StackSettings
 from scorestream.topics import TopicRegistry
 
@@ -136,5 +136,5 @@ def bench(rate: float, duration: float, policy_path: Path | None, skip_floor: bo
         out.print(summary_table(bare, f"bare Kafka hops at {rate:g}/s"))
         out.print(f"p50 ratio system/floor {system.percentile(50) / bare.percentile(50):.2f}, "
                   f"p99 ratio {system.percentile(99) / bare.percentile(99):.2f}")
-    out.print(f"host: {os.cpu_count()} CPUs at {' + '.join(f'{s:.1f}' for s in speeds)} M loop iterations/s together "
-              f"before the run (docs/benchmarks.md: compare figures taken at like speeds)")
+    out.print(f"host: {os.cpu_count()} CPUs at {describe_speeds(speeds)} before the run (docs/benchmarks.md: compare "
+              f"figures taken at like speeds)")

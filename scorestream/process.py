@@ -199,6 +199,12 @@ def host_cpu_jiffies() -> tuple[int, int]:
     return total - values[3] - values[4], total
 
 
+def host_busy_since(reading: tuple[int, int]) -> float:
+    """Share of the host's CPU time taken (by anything) since an earlier host_cpu_jiffies() reading."""
+    busy, total = host_cpu_jiffies()
+    return (busy - reading[0]) / max(1, total - reading[1])
+
+
 def single_core_speed(seconds: float = 1.0) -> float:
     """Millions of iterations per second of a plain Python loop on one core: how fast the host runs now, to quote
     beside a benchmark's figures (on a shared VM the same idle machine ran 6.8 M and 13.1 M within the hour)."""
@@ -212,8 +218,14 @@ def single_core_speed(seconds: float = 1.0) -> float:
 def host_speed(seconds: float = 1.0) -> list[float]:
     """single_core_speed of every CPU, measured at once (a process each): what the host gives all its cores
     together. On a shared VM a second core can run at half the first's speed while either alone is fast."""
-    with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1) as pool:
-        return sorted(pool.map(single_core_speed, [seconds] * (os.cpu_count() or 1)), reverse=True)
+    cores = os.cpu_count() or 1
+    with multiprocessing.get_context("fork").Pool(cores) as pool:
+        return sorted(pool.map(single_core_speed, [seconds] * cores), reverse=True)
+
+
+def describe_speeds(speeds: list[float]) -> str:
+    """host_speed's figures as bench and CI print them: each core's, then their sum."""
+    return f"{' + '.join(f'{s:.1f}' for s in speeds)} = {sum(speeds):.1f} M loop iterations/s together"
 
 
 def set_scheduler(pid: int, policy: int, jit_compilers: int | None = None) -> None:

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaException
 from scorestream.client import ScoringClient
 from scorestream.errors import UserError
 from scorestream.load import run_load
-from scorestream.process import host_cpu_jiffies
+from scorestream.process import host_busy_since, host_cpu_jiffies
 from scorestream.synthetic import TransactionGenerator, fresh_seed
 from scorestream.topics import TopicRegistry
 
@@ -84,7 +84,7 @@ def warm_up(bootstrap: str, sla_ms: float, rate: float, budget_s: float, registr
     first_answer(bootstrap, sla_ms, registry)
     rounds = steady = 0
     within = 0.0
-    busy0, total0 = host_cpu_jiffies()
+    before = host_cpu_jiffies()
     while steady < STEADY_ROUNDS and time.monotonic() - began < budget_s:
         report = run_load(registry.name("requests"), registry.name("results"), rate, ROUND_S, sla_ms, bootstrap,
                           drain_s=2.0)   # a fresh seed each round (run_load's default)
@@ -93,6 +93,4 @@ def warm_up(bootstrap: str, sla_ms: float, rate: float, budget_s: float, registr
         steady = steady + 1 if report.answered == report.published and within >= TARGET else 0
         if on_round:
             on_round(rounds, within)
-    busy1, total1 = host_cpu_jiffies()
-    return WarmUp(rounds, time.monotonic() - began, steady >= STEADY_ROUNDS, within, rate,
-                  (busy1 - busy0) / max(1, total1 - total0))
+    return WarmUp(rounds, time.monotonic() - began, steady >= STEADY_ROUNDS, within, rate, host_busy_since(before))

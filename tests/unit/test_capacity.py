@@ -1,15 +1,14 @@
 """The load tests' precondition (tests/capacity.py): a CPU-starved host skips, a late system on a host with CPU
 to spare does not."""
 
-import multiprocessing
-import os
+import threading
 import time
 from contextlib import contextmanager
 
 import pytest
 
 from scorestream.load import LoadReport
-from scorestream.process import single_core_speed
+from scorestream.process import host_speed
 from tests.capacity import require_capacity
 
 
@@ -27,13 +26,13 @@ def after(seconds: float, report: LoadReport):
 
 @contextmanager
 def every_core_busy():
-    """A spinning process per core, started before and ended after the block, as a saturated system keeps them."""
-    cores = os.cpu_count() or 1
-    with multiprocessing.get_context("fork").Pool(cores) as pool:
-        spinning = pool.map_async(single_core_speed, [3.0] * cores)
-        time.sleep(0.5)
-        yield
-        spinning.get()
+    """The host probe's spinning process per core, started before and ended after the block, as a saturated
+    system keeps them."""
+    spinning = threading.Thread(target=host_speed, args=(3.0,))
+    spinning.start()
+    time.sleep(0.5)
+    yield
+    spinning.join()
 
 
 def test_late_answers_on_a_host_with_cpu_to_spare_are_the_systems_and_fail():
