@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorestream import access, kafka, secured, topics
+from confluent_kafka import KafkaException
+
+from scorestream import access, kafka, secured, security, topics
 from scorestream.broker import Cluster, broker_answers
 from scorestream.errors import UserError
 from scorestream.flink import cluster_url as flink_url
@@ -106,30 +108,32 @@ def up(settings: StackSettings | None = None, broker_only: bool = False, policy_
                                               | ({"flink": flink} if flink else {})
                                               | ({"secure": True} if settings.secure else {})))
     environment = "cluster" if settings.brokers > 1 else "embedded"
-    registry = topics.TopicRegistry.load(environment=environment)
-    plan = topics.apply(kafka.admin(broker.bootstrap), registry)
-    if settings.secure:
-        access.apply(kafka.admin(broker.bootstrap), grants, registry, passwords)
     env = os.environ | {"SCORESTREAM_BOOTSTRAP_SERVERS": broker.bootstrap, "SCORESTREAM_HOME": str(settings.home)}
     started = []
-    for part in parts:
-        proc = ManagedProcess(part.name, settings.home)
-        if proc.pid() is None:
-            proc.log_file.unlink(missing_ok=True)
-            own = {"SCORESTREAM_KAFKA_CONFIG": str(secured.properties_file(settings.home, part.user))} \
-                if settings.secure else {}
-            proc.start([sys.executable, "-m", "scorestream.cli", *part.args], env=env | own)
-            started.append(part)
     try:
+        registry = topics.TopicRegistry.load(environment=environment)
+        plan = topics.apply(kafka.admin(broker.bootstrap), registry)
+        if settings.secure:
+            access.apply(kafka.admin(broker.bootstrap), grants, registry, passwords)
+        for part in parts:
+            proc = ManagedProcess(part.name, settings.home)
+            if proc.pid() is None:
+                proc.log_file.unlink(missing_ok=True)
+                own = {"SCORESTREAM_KAFKA_CONFIG": str(secured.properties_file(settings.home, part.user))} \
+                    if settings.secure else {}
+                proc.start([sys.executable, "-m", "scorestream.cli", *part.args], env=env | own)
+                started.append(part)
         _wait_ready(settings, started)
-    except UserError as exc:
+    except (UserError, KafkaException) as exc:
+        reason = security.explain(exc.args[0]) if isinstance(exc, KafkaException) else str(exc)
         for part in started:      # nothing half-started: the jobs' processes cancel what they submitted
             ManagedProcess(part.name, settings.home).stop()
         if seconds is not None:
             broker.stop()
             settings.state_file.unlink(missing_ok=True)
-        raise UserError(f"{exc}\nstopped what this `up` had started "
-                        f"({', '.join([p.name for p in started] + (['kafka'] if seconds is not None else []))})") from None
+        stopped = [p.name for p in started] + (["kafka"] if seconds is not None else [])
+        raise UserError(reason + (f"\nstopped what this `up` had started ({', '.join(stopped)})" if stopped else "")
+                        ) from None
     return broker, seconds, plan, [p.name for p in started]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewPartitions, NewTopic)
 
@@ -158,10 +158,21 @@ def apply(admin: AdminClient, registry: TopicRegistry, timeout_s: float = 30) ->
 def _wait_until_applied(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> None:
     """The controller acknowledges a change before the broker's metadata and configs show it: wait for that."""
     deadline = time.monotonic() + timeout_s
-    while not (left := plan(admin, registry, timeout_s)).empty or not _leaders_elected(admin, registry, timeout_s):
+    while not _applied(admin, registry, timeout_s):
         if time.monotonic() > deadline:
-            raise UserError("topics changed but not yet visible: " + "; ".join(left.lines()))
+            raise UserError(f"topics changed but not visible on every broker after {timeout_s:.0f} s: "
+                            "check the brokers' logs and run `scorestream topics apply` again")
         time.sleep(0.1)
+
+
+def _applied(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> bool:
+    try:
+        return plan(admin, registry, timeout_s).empty and _leaders_elected(admin, registry, timeout_s)
+    except KafkaException as exc:
+        # of three brokers, the one asked for a new topic's configs may not know the topic yet
+        if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return False
+        raise
 
 
 def _leaders_elected(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> bool:

@@ -148,7 +148,7 @@ def test_every_request_one_answer_then_cascade_then_default(system):
 
     for ref in ("fraud_xgb@2", "fraud_lr@1"):
         ManagedProcess(f"score.{ref}", home).stop()
-    default = load(system, 50)
-    assert (default.answered, default.duplicates) == (50, 0)
-    assert default.by_rule == {"default": 50}
+    default = load(system, 150)          # enough that one stall of a shared host (a few answers late) does not decide p95
+    assert (default.answered, default.duplicates) == (150, 0)
+    assert default.by_rule == {"default": 150}
     assert at_the_sla(default.latencies_ms)
