@@ -80,6 +80,9 @@ def summary_table(report: LoadReport, title: str) -> Table:
     return table
 
 
+KEEPS_RUNNING = "the system keeps running: `scorestream status`, `scorestream results`, `scorestream down`"
+
+
 @click.command()
 @click.option("--rate", type=float, default=200.0, help="Requests per second.")
 @click.option("--duration", type=float, default=30.0, help="Seconds of traffic.")
@@ -90,7 +93,7 @@ def demo(rate: float, duration: float, policy_path: Path | None) -> None:
     bootstrap, policy = system_up(policy_path, rate, warm_anyway=False)
     report = load_with_progress(bootstrap, rate, duration, policy.sla_ms)
     out.print(summary_table(report, "scorestream demo"))
-    out.print("the system keeps running: `scorestream status`, `scorestream results`, `scorestream down`")
+    out.print(KEEPS_RUNNING)
     if report.answered < report.published:
         raise UserError(f"{report.published - report.answered} requests got no answer")
 
@@ -138,3 +141,5 @@ def bench(rate: float, duration: float, policy_path: Path | None, skip_floor: bo
                   f"p99 ratio {system.percentile(99) / bare.percentile(99):.2f}")
     out.print(f"host: {os.cpu_count()} CPUs at {describe_speeds(speeds)} before the run (docs/benchmarks.md: compare "
               f"figures taken at like speeds)")
+    if not running:
+        out.print(KEEPS_RUNNING)
