@@ -158,21 +158,24 @@ def apply(admin: AdminClient, registry: TopicRegistry, timeout_s: float = 30) ->
 def _wait_until_applied(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> None:
     """The controller acknowledges a change before the broker's metadata and configs show it: wait for that."""
     deadline = time.monotonic() + timeout_s
-    while not _applied(admin, registry, timeout_s):
+    while left := _not_yet_visible(admin, registry, timeout_s):
         if time.monotonic() > deadline:
-            raise UserError(f"topics changed but not visible on every broker after {timeout_s:.0f} s: "
-                            "check the brokers' logs and run `scorestream topics apply` again")
+            raise UserError("topics changed but not yet visible: " + "; ".join(left))
         time.sleep(0.1)
 
 
-def _applied(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> bool:
+def _not_yet_visible(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> list[str]:
+    """What of registry the brokers do not show yet; empty: all of it."""
     try:
-        return plan(admin, registry, timeout_s).empty and _leaders_elected(admin, registry, timeout_s)
+        left = plan(admin, registry, timeout_s)
     except KafkaException as exc:
         # of three brokers, the one asked for a new topic's configs may not know the topic yet
         if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            return False
+            return [f"a broker does not know a topic yet ({exc.args[0].str()})"]
         raise
+    if not left.empty:
+        return left.lines()
+    return [] if _leaders_elected(admin, registry, timeout_s) else ["partition leaders not elected yet"]
 
 
 def _leaders_elected(admin: AdminClient, registry: TopicRegistry, timeout_s: float) -> bool:
