@@ -122,6 +122,7 @@ class Archiver:
         self.producer = self._new_producer()
         self.stats = ArchiverStats()
         self.consumer_rebuilds = 0
+        self.consumer_replacements = 0      # of a consumer stuck out of its group: not an error, not capped
         self.producer_rebuilds = 0
         self._hung: list = []       # producers abandoned in a call that never returned: never destroyed
         self.stopping = False
@@ -150,6 +151,9 @@ class Archiver:
                 except ConsumerFenced as exc:
                     self._rebuild_consumer(exc)
                     continue
+                if self.membership.stuck():
+                    self._replace_stuck_consumer()
+                    continue
                 now = time.monotonic()
                 if batch:
                     self._archive(batch)
@@ -160,9 +164,10 @@ class Archiver:
                     self._update_lag()
                     last_lag = now
                 if now - last_report > REPORT_EVERY_S:
-                    log.info("%s: %d archived in %d transactions, %d aborted, %d consumer and %d producer rebuilds",
-                             STAGE, self.stats.archived, self.stats.transactions, self.stats.aborts,
-                             self.consumer_rebuilds, self.producer_rebuilds)
+                    log.info("%s: %d archived in %d transactions, %d aborted, %d consumer and %d producer rebuilds, "
+                             "%d stuck consumers replaced", STAGE, self.stats.archived, self.stats.transactions,
+                             self.stats.aborts, self.consumer_rebuilds, self.producer_rebuilds,
+                             self.consumer_replacements)
                     last_report = now
         finally:
             end = last_work if self.settings.idle_exit_s and last_work else time.monotonic()
@@ -180,6 +185,7 @@ class Archiver:
         return kafka.consumer(group, bootstrap, **config)
 
     def _subscribe(self) -> None:
+        self.membership = kafka.GroupMembership(self.settings.rejoin_limit_s)
         self.consumer.subscribe([self.source], on_assign=self._assigned, on_revoke=self._revoked,
                                 on_lost=self._revoked)
 
@@ -192,10 +198,20 @@ class Archiver:
         if self.consumer_rebuilds > MAX_CONSUMER_REBUILDS:
             raise exc
         log.warning("%s: consumer failed (%s); a new one resumes from the committed offsets", STAGE, exc)
-        try:
-            self.consumer.close()
-        except (KafkaException, RuntimeError):
-            pass
+        self._new_consumer_for_old()
+
+    def _replace_stuck_consumer(self) -> None:
+        """The consumer has been out of its group for rejoin_limit_s (kafka.GroupMembership: librdkafka can fail
+        to rejoin after the coordinator's broker restarts). Its replacement resumes from the committed offsets,
+        as after a fatal error; while the broker stays away this repeats every rejoin_limit_s, harmlessly."""
+        self.consumer_replacements += 1
+        log.warning("%s: consumer out of its group for %.0fs; a new one resumes from the committed offsets",
+                    STAGE, self.membership.out_for())
+        self._new_consumer_for_old()
+
+    def _new_consumer_for_old(self) -> None:
+        if not kafka.close_within(self.consumer):
+            log.warning("%s: the old consumer did not close within 10s; left behind", STAGE)
         self._rebalances += 1
         self._assigned_at = None
         self.consumer = self._new_consumer()
@@ -213,10 +229,12 @@ class Archiver:
     def _assigned(self, consumer, partitions):
         self._rebalances += 1
         self._assigned_at = time.monotonic()
+        self.membership.joined()
 
     def _revoked(self, consumer, partitions):
         self._rebalances += 1
         self._assigned_at = None
+        self.membership.left()
 
     def _next_batch(self) -> list:
         """Up to batch_size records within batch_ms, none of them read across a rebalance."""

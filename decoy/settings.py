@@ -18,6 +18,7 @@ class DecoySettings(BaseSettings):
     idle_exit_s: float = 0.0         # exit after this long with nothing to archive (0: run until SIGTERM)
     transaction_timeout_s: float = 60.0    # the broker aborts a transaction open this long
     call_timeout_s: float = 20.0           # of one transactional call; retried, then the producer is replaced
+    rejoin_limit_s: float = 30.0           # a consumer out of its group this long is taken for stuck and replaced
 
     @property
     def transactional_id(self) -> str:

@@ -58,6 +58,7 @@ class WorkerSettings(BaseSettings):
     session_timeout_ms: int = 10_000    # how soon a dead replica's partitions move to the others
     instance_id: str = ""               # static group membership: a restarted replica takes its partitions back
     status_interval_s: float = 30.0     # how often a summary line is logged
+    rejoin_limit_s: float = 30.0        # a consumer out of its group this long is taken for stuck and replaced
 
 
 class DeliveryFailed(RuntimeError):
@@ -109,12 +110,15 @@ class Worker:
         self.features_topic, self.scores_topic = topics.name("features"), topics.name("scores")
         self.producer = kafka.producer(bootstrap, **{"client.id": self.stamp.worker})
         self.deadletters = DeadLetterSink(self.producer, topics.name("deadletter"), self.stage)
-        consumer_config = {"session.timeout.ms": settings.session_timeout_ms, "client.id": self.stamp.worker,
-                           "partition.assignment.strategy": "cooperative-sticky", "on_commit": self._on_commit,
-                           **kafka.gathered_fetch()}
+        self._consumer_config = {"session.timeout.ms": settings.session_timeout_ms, "client.id": self.stamp.worker,
+                                 "partition.assignment.strategy": "cooperative-sticky", "on_commit": self._on_commit,
+                                 **kafka.gathered_fetch()}
         if settings.instance_id:
-            consumer_config["group.instance.id"] = settings.instance_id
-        self.consumer = kafka.consumer(self.group, bootstrap, **consumer_config)
+            self._consumer_config["group.instance.id"] = settings.instance_id
+        self._bootstrap = bootstrap
+        self.consumer = kafka.consumer(self.group, bootstrap, **self._consumer_config)
+        self.membership = kafka.GroupMembership(settings.rejoin_limit_s)
+        self.consumer_replacements = 0
         self.metrics = WorkerMetrics.for_model(model.name, model.version)
         self.stats = WorkerStats()
         self.stopping = False
@@ -128,8 +132,7 @@ class Worker:
         self.stopping = True
 
     def run(self) -> WorkerStats:
-        self.consumer.subscribe([self.features_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
+        self._subscribe()
         log.info("%s: worker %s (%s) consuming %s as group %s, writing %s", self.stage, self.stamp.worker,
                  self.stamp.role, self.features_topic, self.group, self.scores_topic)
         next_lag = next_status = next_commit = time.monotonic()
@@ -147,6 +150,8 @@ class Worker:
                     self.producer.poll(0.01)
                     self._settle()
                 now = time.monotonic()
+                if self.membership.stuck(now):
+                    self._replace_stuck_consumer()
                 if self.dirty and now >= next_commit:
                     self._commit(asynchronous=True)
                     next_commit = now + COMMIT_EVERY_S
@@ -181,6 +186,26 @@ class Worker:
             self.deadletters.send(record, reason, on_delivery=batch.delivered)
         self.metrics.records_in.inc(len(records))
         self.metrics.batch_size.observe(len(records))
+
+    def _subscribe(self) -> None:
+        self.membership = kafka.GroupMembership(self.settings.rejoin_limit_s)
+        self.consumer.subscribe([self.features_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+
+    def _replace_stuck_consumer(self) -> None:
+        """The consumer has been out of its group for rejoin_limit_s (kafka.GroupMembership: librdkafka can fail
+        to rejoin after the coordinator's broker restarts). What was scored is acknowledged first; its partitions
+        were lost with the group, so their next owner (maybe the new consumer) rescores from the last commit."""
+        self.consumer_replacements += 1
+        log.warning("%s: consumer out of its group for %.0fs; a new one resumes from the committed offsets",
+                    self.stage, self.membership.out_for())
+        self._drain()
+        self.acked.clear()
+        self.dirty = False
+        if not kafka.close_within(self.consumer):
+            log.warning("%s: the old consumer did not close within 10s; left behind", self.stage)
+        self.consumer = kafka.consumer(self.group, self._bootstrap, **self._consumer_config)
+        self._subscribe()
 
     def _settle(self) -> None:
         """Move the offsets of the leading acknowledged batches to `acked`, in batch order."""
@@ -246,6 +271,7 @@ class Worker:
         return True
 
     def _on_assign(self, _consumer, partitions) -> None:
+        self.membership.joined()
         log.info("%s: assigned %s", self.stage, _names(partitions))
 
     def _on_revoke(self, _consumer, partitions) -> None:
@@ -255,6 +281,7 @@ class Worker:
         log.info("%s: revoked %s", self.stage, _names(partitions))
 
     def _on_lost(self, _consumer, partitions) -> None:
+        self.membership.left()
         self._forget(partitions)
         log.warning("%s: lost %s (their new owner rescores from the last commit)", self.stage, _names(partitions))
 

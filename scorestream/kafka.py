@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from typing import Any
 
@@ -49,6 +50,51 @@ def consumer(group: str, bootstrap: str | None = None, **overrides: Any) -> Cons
         "isolation.level": "read_committed",
     }
     return Consumer(config | overrides)
+
+
+class GroupMembership:
+    """Whether a subscribed consumer holds its place in its group: the watch behind replacing a stuck consumer.
+
+    librdkafka can fail to rejoin for good after its group coordinator's broker restarts (seen here once in
+    about six broker restarts: "session timed out ... (broker -1)", then no assignment ever again; librdkafka
+    issues #2944, #3082, #3396). A consumer out of its group (subscribed, revoked or lost, no assignment since)
+    for longer than limit_s is taken for stuck, and its owner replaces it: its offsets are committed only after
+    the output is safe, so a new consumer resumes where it stopped."""
+
+    def __init__(self, limit_s: float):
+        self.limit_s = limit_s
+        self.out_since: float | None = time.monotonic()     # subscribing is joining
+
+    def joined(self) -> None:
+        self.out_since = None
+
+    def left(self, at: float | None = None) -> None:
+        if self.out_since is None:
+            self.out_since = time.monotonic() if at is None else at
+
+    def stuck(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return self.out_since is not None and now - self.out_since > self.limit_s
+
+    def out_for(self, now: float | None = None) -> float:
+        return 0.0 if self.out_since is None else (time.monotonic() if now is None else now) - self.out_since
+
+
+def close_within(consumer: Consumer, timeout_s: float = 10.0) -> bool:
+    """Close a consumer that may be stuck, giving up after timeout_s (close() takes no timeout and waits on the
+    group coordinator): False if it is still closing. A daemon thread keeps it, so it is never destroyed while
+    librdkafka still uses it."""
+    closer = threading.Thread(target=_close_quietly, args=(consumer,), name="consumer-close", daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    return not closer.is_alive()
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except (KafkaException, RuntimeError):
+        pass
 
 
 def gathered_fetch(java: bool = False) -> dict[str, Any]:

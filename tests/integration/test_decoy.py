@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 
 from confluent_kafka import KafkaError, Producer, TopicPartition
 
@@ -127,3 +128,35 @@ def test_archive_record_carries_the_request_timestamp(broker, registry, cli_env,
     [record] = read_committed(broker.bootstrap, archive)
     assert (record.timestamp, record.partition) == (OLD, 1)
     assert ArchivedRequest.from_record(record).archived_at > OLD + 3 * 86_400_000 - 60_000
+
+
+def test_a_consumer_stuck_out_of_its_group_is_replaced_and_the_archive_stays_exactly_once(broker, registry):
+    """librdkafka can fail to rejoin after a broker restart (kafka.GroupMembership); that state is not reproducible
+    at will, so the watch's verdict is given here: the consumer is marked out of its group long ago, mid-stream.
+    The replacement is real: the old consumer closes, a new one joins and resumes from the committed offsets."""
+    from decoy.archiver import Archiver
+    from decoy.settings import DecoySettings
+
+    source, archive = registry.name("requests"), registry.name("archive")
+    count, sent = 3000, []
+    publisher = threading.Thread(target=_publish, args=(broker.bootstrap, source, count, 1000, sent))
+    archiver = Archiver(DecoySettings(instance=f"stuck-{uuid.uuid4().hex[:6]}", batch_size=200, batch_ms=20,
+                                      idle_exit_s=3.0), registry, broker.bootstrap)
+
+    def mark_stuck_mid_stream() -> None:
+        while archiver.stats.archived < 500:
+            time.sleep(0.05)
+        archiver.membership.left(at=time.monotonic() - 3600)
+
+    marker = threading.Thread(target=mark_stuck_mid_stream, daemon=True)
+    publisher.start()
+    marker.start()
+    stats = archiver.run()
+    publisher.join(30)
+    assert archiver.consumer_replacements == 1
+    assert archiver.consumer_rebuilds == 0
+
+    archived = [ArchivedRequest.from_record(r) for r in read_committed(broker.bootstrap, archive)]
+    positions = Counter((a.original.partition, a.original.offset) for a in archived)
+    assert len(sent) == count and stats.archived == count
+    assert {(r.partition, r.offset) for r in sent} == set(positions) and set(positions.values()) == {1}

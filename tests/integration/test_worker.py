@@ -226,3 +226,31 @@ def test_replicas_share_partitions_and_hand_over_on_sigterm(registry, workers):
     assert len(records) == len(ids)                         # a clean hand-over scores nothing twice
     assert "revoked" in log_a
     stop(b)
+
+
+def test_a_consumer_stuck_out_of_its_group_is_replaced_and_every_request_is_scored(registry):
+    """As the decoy's test of the same name: the watch's verdict is given mid-stream; the replacement is real."""
+    from models.worker import Worker, WorkerSettings
+
+    features = make_features(seed=11, n=2000)
+    worker = Worker(WorkerSettings(model="fraud_xgb@3"), load_model("fraud_xgb@3"), registry)
+    wanted = {f.request_id for f in features}
+
+    def drive() -> None:
+        send(registry.name("features"), [f.to_record() for f in features[:1000]])
+        while worker.stats.scored < 500:
+            time.sleep(0.05)
+        worker.membership.left(at=time.monotonic() - 3600)
+        send(registry.name("features"), [f.to_record() for f in features[1000:]], rate=1000)
+        scores = collect(registry.name("scores"), lambda out: {Score.from_json(r.value).request_id
+                                                                 for r in out} >= wanted)
+        worker.stop()
+        driven.extend(scores)
+
+    driven: list[KafkaRecord] = []
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    worker.run()
+    driver.join(60)
+    assert worker.consumer_replacements == 1
+    assert {Score.from_json(r.value).request_id for r in driven} == wanted

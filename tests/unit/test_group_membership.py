@@ -1,0 +1,32 @@
+"""kafka.GroupMembership: a consumer out of its group past the limit is taken for stuck, and only then."""
+
+from scorestream.kafka import GroupMembership
+
+
+def test_a_subscribed_consumer_is_out_until_its_first_assignment():
+    m = GroupMembership(limit_s=30.0)
+    start = m.out_since
+    assert not m.stuck(start + 29.0)
+    assert m.stuck(start + 31.0)
+    m.joined()
+    assert not m.stuck(start + 1000.0)
+    assert m.out_for() == 0.0
+
+
+def test_out_is_counted_from_the_first_loss_not_from_later_revocations():
+    m = GroupMembership(limit_s=30.0)
+    m.joined()
+    m.left(at=100.0)
+    m.left(at=120.0)            # revoked again while out: still out since 100
+    assert m.out_since == 100.0
+    assert m.stuck(131.0) and m.out_for(131.0) == 31.0
+
+
+def test_a_rejoin_ends_the_count():
+    m = GroupMembership(limit_s=30.0)
+    m.joined()
+    m.left(at=100.0)
+    m.joined()
+    assert not m.stuck(200.0)
+    m.left(at=190.0)
+    assert not m.stuck(200.0) and m.stuck(221.0)
