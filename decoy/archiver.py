@@ -242,7 +242,7 @@ class Archiver:
         try:
             msgs = self.consumer.consume(self.settings.batch_size, self.settings.batch_ms / 1000)
         except KafkaException as exc:
-            if exc.args[0].fatal():
+            if kafka.is_fatal(exc.args[0]):
                 raise ConsumerFenced(exc.args[0].str()) from exc
             raise
         if self._rebalances != generation and msgs:
@@ -252,7 +252,7 @@ class Archiver:
             return []
         records = []
         for m in msgs:
-            if m.error() and m.error().fatal():
+            if m.error() and kafka.is_fatal(m.error()):
                 raise ConsumerFenced(m.error().str())
             if m.error():
                 log.warning("%s: consume error %s", STAGE, m.error())

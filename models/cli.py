@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from models.registry import load_model
-from models.worker import DeliveryFailed, WorkerSettings, run, stage_id
+from models.worker import ConsumerFailed, DeliveryFailed, WorkerSettings, run, stage_id
 from scorestream.metrics import serve
 
 _D = {name: f.default for name, f in WorkerSettings.model_fields.items()}
@@ -45,7 +45,7 @@ def worker(model_ref: str, **options) -> None:
     serve(settings.metrics_port)
     try:
         stats = run(settings, model)
-    except DeliveryFailed as exc:
+    except (DeliveryFailed, ConsumerFailed) as exc:
         logging.getLogger(__name__).error("%s", exc)
         raise SystemExit(2) from None
     click.echo(f"{stage_id(model.ref)}: {stats.records_in} in, {stats.scored} scored, "

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic_settings import SettingsConfigDict
 
 from models.registry import load_card, verify
+from scorestream import kafka
 from scorestream.errors import UserError
 from scorestream.containers import MODEL_LABEL, PART_LABEL, engine, listed
 from scorestream.process import ManagedProcess
@@ -73,7 +74,8 @@ def deploy(ref: str, replicas: int = 1, role: str = "candidate", registry_dir: P
             old.remove(force=True)      # a stopped leftover of an earlier deployment
         else:
             container = client.containers.create(
-                settings.image, ["--model", card.ref, "--role", role], name=name, detach=True,
+                settings.image, ["--model", card.ref, "--role", role, "--instance-id", kafka.static_member_id(name)],
+                name=name, detach=True,
                 environment={"SCORESTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers},
                 labels={PART_LABEL: "worker", MODEL_LABEL: card.ref}, network=settings.network,
                 restart_policy={"Name": "unless-stopped"}, stop_signal="SIGTERM")
@@ -107,8 +109,8 @@ def _deploy_local(ref: str, replicas: int, role: str, registry_dir: Path | None)
     for replica in range(1, replicas + 1):
         proc = ManagedProcess(f"score.{ref}" + (f".{replica}" if replica > 1 else ""), home)
         if proc.pid() is None:
-            proc.start([sys.executable, "-m", "scorestream.cli", "worker", "--model", ref, "--role", role, *extra],
-                       env=env)
+            proc.start([sys.executable, "-m", "scorestream.cli", "worker", "--model", ref, "--role", role,
+                        "--instance-id", kafka.static_member_id(proc.name), *extra], env=env)
         names.append(proc.name)
     return names
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.core import Stamp, score_batch
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 8          # batches produced but not yet acknowledged; more waits (bounded memory, bounded redo)
 COMMIT_EVERY_S = 0.1       # async commits at most this often; a crash redoes at most this much more
+MAX_FATAL_REPLACEMENTS = 10  # consumers replaced after a fatal error in one run; more: another member has our id
 
 
 class WorkerSettings(BaseSettings):
@@ -63,6 +64,10 @@ class WorkerSettings(BaseSettings):
 
 class DeliveryFailed(RuntimeError):
     """Outputs the broker did not acknowledge: exit without committing, a restart rescores the batch."""
+
+
+class ConsumerFailed(RuntimeError):
+    """The consumer kept failing fatally however often it was replaced: exit without committing."""
 
 
 @dataclass
@@ -119,6 +124,8 @@ class Worker:
         self.consumer = kafka.consumer(self.group, bootstrap, **self._consumer_config)
         self.membership = kafka.GroupMembership(settings.rejoin_limit_s)
         self.consumer_replacements = 0
+        self.fatal_replacements = 0
+        self.fatal: KafkaError | None = None           # the consumer's fatal error: it is replaced
         self.metrics = WorkerMetrics.for_model(model.name, model.version)
         self.stats = WorkerStats()
         self.stopping = False
@@ -141,7 +148,13 @@ class Worker:
         gc.freeze()
         try:
             while not self.stopping:
-                messages = kafka.consume_ready(self.consumer, self.settings.batch_size, self.settings.batch_ms / 1000)
+                try:
+                    messages = kafka.consume_ready(self.consumer, self.settings.batch_size,
+                                                   self.settings.batch_ms / 1000)
+                except KafkaException as exc:
+                    if not kafka.is_fatal(exc.args[0]):
+                        raise
+                    self.fatal, messages = exc.args[0], []
                 if messages:
                     self.submit(messages)
                 self.producer.poll(0)                   # serve delivery callbacks
@@ -150,8 +163,10 @@ class Worker:
                     self.producer.poll(0.01)
                     self._settle()
                 now = time.monotonic()
-                if self.membership.stuck(now):
-                    self._replace_stuck_consumer()
+                if self.fatal is not None:
+                    self._replace_fatal_consumer()
+                elif self.membership.stuck(now):
+                    self._replace_consumer(f"out of its group for {self.membership.out_for(now):.0f}s")
                 if self.dirty and now >= next_commit:
                     self._commit(asynchronous=True)
                     next_commit = now + COMMIT_EVERY_S
@@ -192,13 +207,26 @@ class Worker:
         self.consumer.subscribe([self.features_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
 
-    def _replace_stuck_consumer(self) -> None:
-        """The consumer has been out of its group for rejoin_limit_s (kafka.GroupMembership: librdkafka can fail
-        to rejoin after the coordinator's broker restarts). What was scored is acknowledged first; its partitions
-        were lost with the group, so their next owner (maybe the new consumer) rescores from the last commit."""
+    def _replace_fatal_consumer(self) -> None:
+        """A static member whose session expired during a broker outage rejoins as a new member with its own
+        group.instance.id, and its next commit is fenced by that new self: librdkafka takes it as fatal. A new
+        consumer with the same id takes the partitions back at once. Many in one run: another worker has our id."""
+        error, self.fatal = self.fatal, None
+        self.fatal_replacements += 1
+        if self.fatal_replacements > MAX_FATAL_REPLACEMENTS:
+            self.failed = True
+            member = self.settings.instance_id
+            raise ConsumerFailed(f"{self.stage}: the consumer failed {self.fatal_replacements} times ({error.str()})"
+                                 + (f": is another worker running with --instance-id {member}?" if member else ""))
+        self._replace_consumer(f"failed ({error.str()})")
+
+    def _replace_consumer(self, why: str) -> None:
+        """A new consumer for one that is stuck out of its group (rejoin_limit_s; kafka.GroupMembership: librdkafka
+        can fail to rejoin after the coordinator's broker restarts) or failed. What was scored is acknowledged
+        first; its partitions are no longer ours, so their next owner (maybe the new consumer) rescores from the
+        last commit."""
         self.consumer_replacements += 1
-        log.warning("%s: consumer out of its group for %.0fs; a new one resumes from the committed offsets",
-                    self.stage, self.membership.out_for())
+        log.warning("%s: consumer %s; a new one resumes from the committed offsets", self.stage, why)
         self._drain()
         self.acked.clear()
         self.dirty = False
@@ -253,7 +281,9 @@ class Worker:
             self._on_commit(exc.args[0], todo)
 
     def _on_commit(self, err, partitions) -> None:
-        if err is not None:
+        if err is not None and kafka.is_fatal(err):
+            self.fatal = err
+        elif err is not None:
             # Retried with the next commit; if the partition moves meanwhile, its
             # new owner rescores from the last commit: doubles, no loss.
             log.warning("%s: commit failed, will retry: %s", self.stage, err)
@@ -264,8 +294,9 @@ class Worker:
         err = msg.error()
         if err is None:
             return False
-        if err.fatal():
-            raise KafkaException(err)
+        if kafka.is_fatal(err):
+            self.fatal = err
+            return True
         log.warning("%s: consumer error: %s", self.stage, err)
         self.metrics.error("consume")
         return True

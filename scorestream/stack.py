@@ -68,8 +68,9 @@ def system_parts(settings: StackSettings, policy_path: Path | None = None,
                   "canary monitor running", "canary")]
     for i, ref in enumerate(sorted(policy.models), start=2):
         role = "canary" if ref == policy.canary else "candidate"
-        parts.append(Part(f"score.{ref}", ("worker", "--model", ref, "--role", role, "--metrics-port", str(port + i)),
-                          user="worker"))
+        name = f"score.{ref}"
+        parts.append(Part(name, ("worker", "--model", ref, "--role", role, "--metrics-port", str(port + i),
+                                 "--instance-id", kafka.static_member_id(name)), user="worker"))
     return parts
 
 

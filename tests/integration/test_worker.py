@@ -254,3 +254,41 @@ def test_a_consumer_stuck_out_of_its_group_is_replaced_and_every_request_is_scor
     driver.join(60)
     assert worker.consumer_replacements == 1
     assert {Score.from_json(r.value).request_id for r in driven} == wanted
+
+
+def test_a_static_worker_fenced_by_its_own_id_replaces_its_consumer_and_scores_every_request(registry):
+    """A static member whose session expired in a broker outage is fenced by its own rejoin (fatal in librdkafka);
+    here another consumer joins with the worker's group.instance.id, which fences it the same way."""
+    from confluent_kafka import Consumer
+
+    from models.worker import Worker, WorkerSettings
+
+    features = make_features(seed=12, n=2000)
+    member = f"score.fraud_xgb@3.{uuid.uuid4().hex[:6]}"
+    worker = Worker(WorkerSettings(model="fraud_xgb@3", instance_id=member), load_model("fraud_xgb@3"), registry)
+    wanted = {f.request_id for f in features}
+    driven: list[KafkaRecord] = []
+
+    def drive() -> None:
+        send(registry.name("features"), [f.to_record() for f in features[:1000]])
+        while worker.stats.scored < 500:
+            time.sleep(0.05)
+        intruder = Consumer({"bootstrap.servers": kafka.KafkaSettings().bootstrap(), "group.id": worker.group,
+                             "group.instance.id": member, "session.timeout.ms": 6000,
+                             "partition.assignment.strategy": "cooperative-sticky"})
+        intruder.subscribe([registry.name("features")])
+        until = time.monotonic() + 20
+        while worker.fatal_replacements == 0 and time.monotonic() < until:
+            intruder.poll(0.1)
+        intruder.close()
+        send(registry.name("features"), [f.to_record() for f in features[1000:]], rate=1000)
+        driven.extend(collect(registry.name("scores"), lambda out: {Score.from_json(r.value).request_id
+                                                                    for r in out} >= wanted))
+        worker.stop()
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    worker.run()
+    driver.join(60)
+    assert worker.fatal_replacements >= 1
+    assert {Score.from_json(r.value).request_id for r in driven} == wanted
