@@ -21,7 +21,8 @@ def _base(bootstrap: str | None) -> dict[str, Any]:
     bootstrap = bootstrap or KafkaSettings().bootstrap()
     plaintext = props.get("security.protocol", "PLAINTEXT").upper() == "PLAINTEXT"
     return props | {"bootstrap.servers": bootstrap,
-                    "error_cb": functools.partial(security.raise_refusal, bootstrap=bootstrap, plaintext=plaintext)}
+                    "error_cb": functools.partial(security.raise_refusal, bootstrap=bootstrap, plaintext=plaintext,
+                                                  listener={})}
 
 
 def admin(bootstrap: str | None = None) -> AdminClient:

@@ -134,27 +134,39 @@ def explain(error) -> str:
     return message
 
 
-def speaks_tls(bootstrap: str, timeout_s: float = 2.0) -> bool:
+def speaks_tls(bootstrap: str, timeout_s: float = 2.0) -> bool | None:
     """Whether the first server of bootstrap answers a TLS handshake (its certificate not checked: only whether
-    the listener is TLS at all). A plaintext Kafka listener closes the connection instead."""
+    the listener is TLS at all; a plaintext Kafka listener closes the connection instead); None when nothing
+    accepts the connection (a broker that is down answers neither way)."""
     host, port = bootstrap.split(",")[0].rsplit(":", 1)
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+        sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+    except (OSError, ValueError):
+        return None
+    with sock:
+        try:
             with context.wrap_socket(sock, server_hostname=host):
                 return True
-    except (OSError, ValueError):
-        return False
+        except (OSError, ValueError):
+            return False
 
 
-def raise_refusal(error, bootstrap: str = "", plaintext: bool = False) -> None:
+def raise_refusal(error, bootstrap: str = "", plaintext: bool = False, listener: dict | None = None) -> None:
     """librdkafka's error_cb for every client: a refusal is final (never retried, never plaintext), the rest
-    are retried by librdkafka and logged by it. A plaintext client that a TLS listener drops is told so."""
+    are retried by librdkafka and logged by it. A plaintext client that a TLS listener drops is told so.
+
+    listener: this client's memory of the answer, so that a listener that answered once is not probed again (a
+    probe stalls the client's poll up to 2 s, and a plaintext broker logs each TLS hello as an error)."""
     message = refusal(error)
-    if message is None and plaintext and error.name() == "_ALL_BROKERS_DOWN" and bootstrap and speaks_tls(bootstrap):
-        message = (f"the broker at {bootstrap} wants TLS and this client has no security settings: Kafka refuses "
-                   f"anonymous clients there. Set SCORESTREAM_KAFKA_CONFIG to a properties file with "
-                   f"security.protocol, sasl.* and ssl.ca.location (docs/operations.md)")
+    known = {} if listener is None else listener
+    if message is None and plaintext and error.name() == "_ALL_BROKERS_DOWN" and bootstrap:
+        if known.get("tls") is None:
+            known["tls"] = speaks_tls(bootstrap)
+        if known["tls"]:
+            message = (f"the broker at {bootstrap} wants TLS and this client has no security settings: Kafka "
+                       f"refuses anonymous clients there. Set SCORESTREAM_KAFKA_CONFIG to a properties file with "
+                       f"security.protocol, sasl.* and ssl.ca.location (docs/operations.md)")
     if message is not None:
         raise UserError(message)

@@ -8,6 +8,7 @@ from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceTyp
 
 from scorestream import access, security
 from scorestream.errors import UserError
+from scorestream.ports import free_port
 from scorestream.topics import TopicRegistry
 
 PROPS = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "worker",
@@ -112,3 +113,35 @@ def test_ops_may_look_at_every_group_of_the_system_but_join_none():
         ("scorestream.", ResourcePatternType.PREFIXED)}
     assert ("scorestream.", ResourcePatternType.PREFIXED) not in _allowed(acls, "ops", ResourceType.GROUP,
                                                                          AclOperation.READ)
+
+
+def test_a_listener_that_answered_is_not_probed_again_and_one_that_is_down_is():
+    """A plaintext client's error_cb asks the bootstrap whether it wants TLS when every broker is down: once it
+    has an answer, never again (a broker restart would be sent a TLS hello per client and outage)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted = []
+
+    def accept_and_close() -> None:          # as a plaintext Kafka listener does with a TLS hello
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    down, listener = KafkaError(KafkaError._ALL_BROKERS_DOWN, "down"), {}
+    for _ in range(3):
+        security.raise_refusal(down, bootstrap=f"127.0.0.1:{port}", plaintext=True, listener=listener)
+    server.shutdown(socket.SHUT_RDWR)
+    server.close()
+    assert listener == {"tls": False} and len(accepted) == 1
+
+    unanswered = {}
+    security.raise_refusal(down, bootstrap=f"127.0.0.1:{free_port()}", plaintext=True, listener=unanswered)
+    assert unanswered == {"tls": None}       # nothing listens now: asked again next time
