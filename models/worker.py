@@ -122,7 +122,6 @@ class Worker:
             self._consumer_config["group.instance.id"] = settings.instance_id
         self._bootstrap = bootstrap
         self.consumer = kafka.consumer(self.group, bootstrap, **self._consumer_config)
-        self.membership = kafka.GroupMembership(settings.rejoin_limit_s)
         self.consumer_replacements = 0
         self.fatal_replacements = 0
         self.fatal: KafkaError | None = None           # the consumer's fatal error: it is replaced

@@ -23,12 +23,17 @@ from scorestream.warmup import SATURATED as BUSY     # the host's CPUs this busy
 LEAST = 0.9
 
 
+def busy_during(load: Callable[[], LoadReport]) -> tuple[LoadReport, float]:
+    """Run `load`: its report, and how busy the host's CPUs were meanwhile (0..1)."""
+    before = host_cpu_jiffies()
+    report = load()
+    return report, host_busy_since(before)
+
+
 def require_capacity(load: Callable[[], LoadReport], spare: float = 0.0) -> LoadReport:
     """Run `load` (a few seconds at the test's rate); skip the test when the host had no CPU for it, or less
     than `spare` of its CPUs left beside it."""
-    before = host_cpu_jiffies()
-    report = load()
-    busy = host_busy_since(before)
+    report, busy = busy_during(load)
     figures = (f"of {report.published} offered first, {report.within_sla:.1%} came within the SLA of "
                f"{report.sla_ms:.0f} ms, with the host's CPUs {busy:.0%} busy (docs/benchmarks.md, host speed)")
     if report.within_sla < LEAST and busy >= BUSY:

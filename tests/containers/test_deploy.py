@@ -15,8 +15,7 @@ import pytest
 from scorestream import kafka
 from scorestream.client import assigned_consumer
 from scorestream.containers import engine, listed
-from scorestream.process import host_busy_since, host_cpu_jiffies
-from tests.capacity import BUSY
+from tests.capacity import BUSY, busy_during
 
 WITHOUT_XGB4 = """\
 version: 101
@@ -63,9 +62,7 @@ def test_deploy_scores_flow_and_are_ignored_until_promote(compose_system, tmp_pa
 
         assert cli(system, "promote", str(tmp_path / "p2.yaml"))[0] == 0
         time.sleep(2)
-        cpu_before = host_cpu_jiffies()
-        after = system.load(250, rate=25)
-        busy = host_busy_since(cpu_before)
+        after, busy = busy_during(lambda: system.load(250, rate=25))
         print(f"before promote {dict(before.by_model)}; after {dict(after.by_model)}; host CPUs {busy:.0%} busy")
         assert (after.answered, after.duplicates) == (250, 0)
         # the promoted version answers in place of the one it replaced; how many answers it gives before the fallbacks

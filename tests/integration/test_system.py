@@ -18,10 +18,10 @@ from scorestream.client import assigned_consumer
 from scorestream.contract import Request, Result
 from scorestream.load import run_load
 from scorestream.synthetic import TransactionGenerator
-from scorestream.process import ManagedProcess, host_busy_since, host_cpu_jiffies
+from scorestream.process import ManagedProcess
 from scorestream.topics import TopicRegistry
 from scorestream.ports import free_port
-from tests.capacity import judge_latency
+from tests.capacity import busy_during, judge_latency
 
 POLICY = """\
 version: 1
@@ -79,10 +79,8 @@ def system(tmp_path_factory):
 def load(system, count, rate=50.0, drain_s=10.0):
     """The load's report, and how busy the host's CPUs were meanwhile (for judge_latency)."""
     home, bootstrap, registry = system
-    before = host_cpu_jiffies()
-    report = run_load(registry.name("requests"), registry.name("results"), rate, count / rate, 400, bootstrap,
-                      seed=random.randrange(10**6), drain_s=drain_s)
-    return report, host_busy_since(before)
+    return busy_during(lambda: run_load(registry.name("requests"), registry.name("results"), rate, count / rate,
+                                        400, bootstrap, seed=random.randrange(10**6), drain_s=drain_s))
 
 
 def test_a_bad_payload_is_answered_rejected_at_once(system):
