@@ -1,29 +1,38 @@
 """The faust-streaming app of `scorestream canary`: scores and results in, alerts out.
 
-Two agents feed the Monitor in batches; a timer closes the windows that are due
-(the monitor's own event-time windows, not faust's wall-clock table sweep) and sends
-what the AlertBook decides to scoring.alerts. Before the first window closes, the
-alerts topic is read back, so a restarted monitor knows what fires already. The
-consumer group commits its offsets as faust acknowledges events: a restarted monitor
-resumes where it was, losing only the windows that were open (docs/canary.md).
+faust runs the app: its lifecycle and signals, a task that feeds the Monitor, a timer that closes the windows
+that are due (the monitor's own event-time windows, not faust's wall-clock table sweep) and sends what the
+AlertBook decides to scoring.alerts, through faust's producer. The task reads scores and results in batches with
+librdkafka, not as faust streams (see read_inputs). Before the first window closes, the alerts topic is read
+back, so a restarted monitor knows what fires already. The input group commits the offsets of the records
+counted: a restarted monitor resumes where it was, losing only the windows that were open (docs/canary.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from canary.alerts import latest, read_alerts
 from canary.monitor import CanarySettings, Monitor
-from scorestream import security
+from scorestream import kafka, security
 from scorestream.settings import KafkaSettings, StackSettings
 from scorestream.topics import TopicRegistry
 
 log = logging.getLogger("scorestream.canary")
 READY = "canary monitor running"
+READ_BATCH = 5000
+READ_EVERY_S = 0.05           # how often the inputs are taken when fewer than READ_BATCH records wait
+
+
+def last_offsets(records) -> list[TopicPartition]:
+    """The offsets to store after records: one past the last of each partition."""
+    last = {(r.topic(), r.partition()): r.offset() for r in records if not r.error()}
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
 
 
 def references_file(settings: CanarySettings) -> Path:
@@ -31,27 +40,12 @@ def references_file(settings: CanarySettings) -> Path:
     return (settings.state_dir or StackSettings().home / "canary") / f"{KafkaSettings().topic_prefix}references.json"
 
 
-class _GatheringThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def __init__(self, *args, fetch_wait_ms: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fetch_wait_ms = fetch_wait_ms
-
-    def _create_worker_consumer(self, transport):
-        consumer = super()._create_worker_consumer(transport)
-        # faust fixes min bytes 1 (every fetch answered at the first record): the broker may hold a fetch up to
-        # fetch_wait_ms to gather records. aiokafka 0.14 (pinned) hands these two to its Fetcher at start()
-        consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = 1 << 20, self.fetch_wait_ms
-        return consumer
-
-
-def gathering_consumer(fetch_wait_ms: int) -> type:
-    """faust's aiokafka Consumer with fetches that gather records for up to fetch_wait_ms: the scores come in
-    small batches from several workers, and answering each fetch at its first record cost the monitor more
-    CPU than all of its own work (docs/benchmarks.md)."""
-    class GatheringConsumer(faust_aiokafka.Consumer):
-        def _new_consumer_thread(self):
-            return _GatheringThread(self, loop=self.loop, beacon=self.beacon, fetch_wait_ms=fetch_wait_ms)
-    return GatheringConsumer
+def input_consumer(group: str, bootstrap: str, fetch_wait_ms: int) -> Consumer:
+    """The consumer of the monitor's two inputs. It starts at the newest records, as faust's did, and its fetches
+    gather records for up to fetch_wait_ms: the monitor judges windows, not single records."""
+    gather = {"fetch.wait.max.ms": fetch_wait_ms, "fetch.min.bytes": 1 << 20} if fetch_wait_ms > 0 else {}
+    return kafka.consumer(group, bootstrap, **{"auto.offset.reset": "latest", "enable.auto.commit": True,
+                                               "enable.auto.offset.store": False} | gather)
 
 
 def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: str | None = None,
@@ -73,24 +67,42 @@ def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: s
                     store="memory://", consumer_auto_offset_reset="latest",
                     topic_replication_factor=registry["alerts"].replication,     # its own topics, as ours
                     producer_acks=-1, logging_config=None)
-    if settings.fetch_wait_ms > 0:
-        app.transport.Consumer = gathering_consumer(settings.fetch_wait_ms)
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    scores = app.topic(registry.name("scores"), **raw)
-    results = app.topic(registry.name("results"), **raw)
-    alerts = app.topic(alerts_topic, **raw)
+    alerts = app.topic(alerts_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    scores_topic, results_topic = registry.name("scores"), registry.name("results")
 
-    @app.agent(scores)
-    async def on_scores(stream):
-        async for batch in stream.take(2000, within=0.2):
-            for value in batch:
-                monitor.on_score(value)
+    @app.task
+    async def read_inputs():
+        # Scores and answers are read in batches by librdkafka, not as faust streams: faust's per-record path
+        # (events, acks, a channel and a stream per record) cost ten times the monitor's own work
+        # (docs/benchmarks.md). Batches are taken on faust's event loop, as the window timer runs, so the monitor
+        # is never touched by two threads; an offset is stored once its record is counted.
+        consumer = input_consumer(f"{prefix}scorestream.canary.inputs", bootstrap, settings.fetch_wait_ms)
+        consumer.subscribe([scores_topic, results_topic])
+        try:
+            while True:
+                records = consumer.consume(READ_BATCH, 0)
+                read(records)
+                if records:
+                    store(consumer, records)
+                if len(records) < READ_BATCH:
+                    await asyncio.sleep(READ_EVERY_S)
+        finally:
+            kafka.close_within(consumer)
 
-    @app.agent(results)
-    async def on_results(stream):
-        async for events in stream.take_events(2000, within=0.2):
-            for event in events:
-                monitor.on_result(event.value, event.message.timestamp * 1000.0)
+    def store(consumer: Consumer, records) -> None:
+        try:
+            consumer.store_offsets(offsets=last_offsets(records))
+        except KafkaException as exc:        # a partition revoked meanwhile: its new owner reads it again
+            log.warning("offsets not stored: %s", exc)
+
+    def read(records) -> None:
+        for record in records:
+            if record.error():
+                log.warning("reading %s: %s", record.topic(), record.error())
+            elif record.topic() == scores_topic:
+                monitor.on_score(record.value())
+            else:
+                monitor.on_result(record.value(), float(record.timestamp()[1]))
 
     announced = False
 
