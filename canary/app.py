@@ -41,7 +41,7 @@ def references_file(settings: CanarySettings) -> Path:
 
 
 def input_consumer(group: str, bootstrap: str, fetch_wait_ms: int) -> Consumer:
-    """The consumer of the monitor's two inputs. It starts at the newest records, as faust's did, and its fetches
+    """The consumer of the monitor's two inputs. A new group starts at the newest records, and its fetches
     gather records for up to fetch_wait_ms: the monitor judges windows, not single records."""
     gather = {"fetch.wait.max.ms": fetch_wait_ms, "fetch.min.bytes": 1 << 20} if fetch_wait_ms > 0 else {}
     return kafka.consumer(group, bootstrap, **{"auto.offset.reset": "latest", "enable.auto.commit": True,

@@ -55,7 +55,7 @@ class CanarySettings(BaseSettings):
     short_windows: int = 5            # the short burn-rate window, in windows (5 min at 60 s)
     long_windows: int = 60            # the long one (1 h at 60 s): 2 % of a 30-day budget gone in an hour
     metrics_port: int = 0
-    fetch_wait_ms: int = 250          # the broker may hold the monitor's fetches this long to gather records; 0: faust's
+    fetch_wait_ms: int = 250          # the broker may hold the monitor's fetches this long to gather records; 0: none
     state_dir: Path | None = None     # where references are kept; None: <SCORESTREAM_HOME>/canary
 
 
