@@ -40,12 +40,59 @@ def references_file(settings: CanarySettings) -> Path:
     return (settings.state_dir or StackSettings().home / "canary") / f"{KafkaSettings().topic_prefix}references.json"
 
 
-def input_consumer(group: str, bootstrap: str, fetch_wait_ms: int) -> Consumer:
-    """The consumer of the monitor's two inputs. A new group starts at the newest records, and its fetches
-    gather records for up to fetch_wait_ms: the monitor judges windows, not single records."""
-    gather = {"fetch.wait.max.ms": fetch_wait_ms, "fetch.min.bytes": 1 << 20} if fetch_wait_ms > 0 else {}
-    return kafka.consumer(group, bootstrap, **{"auto.offset.reset": "latest", "enable.auto.commit": True,
-                                               "enable.auto.offset.store": False} | gather)
+class Inputs:
+    """The consumer of the monitor's two inputs, read in batches. A new group starts at the newest records, and
+    its fetches gather records for up to fetch_wait_ms: the monitor judges windows, not single records. A
+    consumer out of its group for rejoin_limit_s (kafka.GroupMembership), or failed fatally, is replaced; the new
+    one resumes at the offsets stored once their records were counted."""
+
+    def __init__(self, group: str, bootstrap: str, topics: list[str], settings: CanarySettings):
+        self.group, self.bootstrap, self.topics, self.settings = group, bootstrap, topics, settings
+        self.replacements = 0
+        self.consumer = self._subscribe()
+
+    def _subscribe(self) -> Consumer:
+        wait = self.settings.fetch_wait_ms
+        gather = {"fetch.wait.max.ms": wait, "fetch.min.bytes": 1 << 20} if wait > 0 else {}
+        consumer = kafka.consumer(self.group, self.bootstrap, **{
+            "auto.offset.reset": "latest", "enable.auto.commit": True, "enable.auto.offset.store": False} | gather)
+        self.membership = kafka.GroupMembership(self.settings.rejoin_limit_s)
+        consumer.subscribe(self.topics, on_assign=lambda _c, _p: self.membership.joined(),
+                           on_revoke=lambda _c, _p: self.membership.left(),
+                           on_lost=lambda _c, _p: self.membership.left())
+        return consumer
+
+    def take(self, max_records: int) -> list:
+        """What is fetched, up to max_records, without waiting; errors logged and left out. The records of a
+        consumer that failed are left to its successor, which reads them again from the committed offsets."""
+        if self.membership.stuck():
+            self._replace(f"out of its group for {self.membership.out_for():.0f}s")
+        records = self.consumer.consume(max_records, 0)
+        errors = [r.error() for r in records if r.error()]
+        for error in errors:
+            log.warning("reading the monitor's inputs: %s", error)
+        if any(kafka.is_fatal(e) for e in errors):
+            self._replace("failed")
+            return []
+        return [r for r in records if not r.error()] if errors else records
+
+    def counted(self, records) -> None:
+        """Store the offsets after records: committed with the next automatic commit, or at close."""
+        if not records:
+            return
+        try:
+            self.consumer.store_offsets(offsets=last_offsets(records))
+        except KafkaException as exc:        # a partition revoked meanwhile: its new owner reads it again
+            log.warning("offsets not stored: %s", exc)
+
+    def _replace(self, why: str) -> None:
+        log.warning("the monitor's consumer %s; a new one resumes from the committed offsets", why)
+        kafka.close_within(self.consumer)
+        self.consumer = self._subscribe()
+        self.replacements += 1
+
+    def close(self) -> None:
+        kafka.close_within(self.consumer)
 
 
 def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: str | None = None,
@@ -75,31 +122,21 @@ def build(settings: CanarySettings, policy, known_models: set[str], bootstrap: s
         # Scores and answers are read in batches by librdkafka, not as faust streams: faust's per-record path
         # (events, acks, a channel and a stream per record) cost ten times the monitor's own work
         # (docs/benchmarks.md). Batches are taken on faust's event loop, as the window timer runs, so the monitor
-        # is never touched by two threads; an offset is stored once its record is counted.
-        consumer = input_consumer(f"{prefix}scorestream.canary.inputs", bootstrap, settings.fetch_wait_ms)
-        consumer.subscribe([scores_topic, results_topic])
+        # is never touched by two threads.
+        inputs = Inputs(f"{prefix}scorestream.canary.inputs", bootstrap, [scores_topic, results_topic], settings)
         try:
             while True:
-                records = consumer.consume(READ_BATCH, 0)
+                records = inputs.take(READ_BATCH)
                 read(records)
-                if records:
-                    store(consumer, records)
+                inputs.counted(records)
                 if len(records) < READ_BATCH:
                     await asyncio.sleep(READ_EVERY_S)
         finally:
-            kafka.close_within(consumer)
-
-    def store(consumer: Consumer, records) -> None:
-        try:
-            consumer.store_offsets(offsets=last_offsets(records))
-        except KafkaException as exc:        # a partition revoked meanwhile: its new owner reads it again
-            log.warning("offsets not stored: %s", exc)
+            inputs.close()
 
     def read(records) -> None:
         for record in records:
-            if record.error():
-                log.warning("reading %s: %s", record.topic(), record.error())
-            elif record.topic() == scores_topic:
+            if record.topic() == scores_topic:
                 monitor.on_score(record.value())
             else:
                 monitor.on_result(record.value(), float(record.timestamp()[1]))

@@ -57,6 +57,7 @@ class CanarySettings(BaseSettings):
     metrics_port: int = 0
     fetch_wait_ms: int = 250          # the broker may hold the monitor's fetches this long to gather records; 0: none
     state_dir: Path | None = None     # where references are kept; None: <SCORESTREAM_HOME>/canary
+    rejoin_limit_s: float = 30.0      # its consumer out of its group this long is taken for stuck and replaced
 
 
 @dataclass
