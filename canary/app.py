@@ -52,8 +52,7 @@ class Inputs:
         self.consumer = self._subscribe()
 
     def _subscribe(self) -> Consumer:
-        wait = self.settings.fetch_wait_ms
-        gather = {"fetch.wait.max.ms": wait, "fetch.min.bytes": 1 << 20} if wait > 0 else {}
+        gather = kafka.gathered_fetch(wait_ms=self.settings.fetch_wait_ms, min_bytes=1 << 20)
         consumer = kafka.consumer(self.group, self.bootstrap, **{
             "auto.offset.reset": "latest", "enable.auto.commit": True, "enable.auto.offset.store": False} | gather)
         self.membership = kafka.GroupMembership(self.settings.rejoin_limit_s)

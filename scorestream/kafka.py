@@ -112,13 +112,14 @@ def _close_quietly(consumer: Consumer) -> None:
         pass
 
 
-def gathered_fetch(java: bool = False) -> dict[str, Any]:
-    """Consumer settings that let the broker hold a fetch up to KafkaSettings.fetch_wait_ms to gather records
-    (fewer, fuller fetches); librdkafka's keys, or the Java client's with java=True. Empty when the wait is 0."""
-    wait = KafkaSettings().fetch_wait_ms
+def gathered_fetch(java: bool = False, wait_ms: int | None = None, min_bytes: int = 65536) -> dict[str, Any]:
+    """Consumer settings that let the broker hold a fetch up to wait_ms (KafkaSettings.fetch_wait_ms when None) to
+    gather min_bytes of records (fewer, fuller fetches); librdkafka's keys, or the Java client's with java=True.
+    Empty when the wait is 0."""
+    wait = KafkaSettings().fetch_wait_ms if wait_ms is None else wait_ms
     if wait <= 0:
         return {}
-    return {"fetch.max.wait.ms" if java else "fetch.wait.max.ms": wait, "fetch.min.bytes": 65536}
+    return {"fetch.max.wait.ms" if java else "fetch.wait.max.ms": wait, "fetch.min.bytes": min_bytes}
 
 
 def produce(p: Producer, topic: str, record: KafkaRecord, on_delivery=None) -> None:

@@ -12,3 +12,9 @@ def test_wait_in_both_clients_keys(monkeypatch):
 def test_zero_wakes_readers_on_every_record(monkeypatch):
     monkeypatch.setenv("SCORESTREAM_FETCH_WAIT_MS", "0")
     assert gathered_fetch() == {} == gathered_fetch(java=True)
+
+
+def test_a_part_with_its_own_wait(monkeypatch):
+    monkeypatch.setenv("SCORESTREAM_FETCH_WAIT_MS", "7")
+    assert gathered_fetch(wait_ms=250, min_bytes=1 << 20) == {"fetch.wait.max.ms": 250, "fetch.min.bytes": 1 << 20}
+    assert gathered_fetch(wait_ms=0) == {}
