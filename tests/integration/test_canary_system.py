@@ -101,15 +101,16 @@ def test_stopped_workers_raise_the_default_answers_alert_in_the_monitor_and_in_p
     home, bootstrap, base, cli = system
     registry = TopicRegistry.load(prefix="")
     requests, results, alerts = registry.name("requests"), registry.name("results"), registry.name("alerts")
-    healthy = run_load(requests, results, 50, 15, 400, bootstrap, seed=1)
-    assert healthy.by_rule.get("preferred", 0) > healthy.answered / 2
+    # A young system on a busy host answers late at first (its JIT, docs/benchmarks.md), and the start's default
+    # answers burn the SLO too: healthy traffic until the preferred model answers most and the burn has passed.
+    for round_ in range(10):
+        healthy = run_load(requests, results, 50, 10, 400, bootstrap, seed=1 + round_)
+        preferred = healthy.by_rule.get("preferred", 0) > healthy.answered / 2
+        if preferred and not firing(prometheus, "ScorestreamDefaultAnswersBurn"):
+            break
+    assert preferred, healthy.by_rule
     targets = api(prometheus, "targets")["activeTargets"]
     assert {t["labels"]["job"]: t["health"] for t in targets}["scorestream-canary"] == "up"
-    # the start's first answers come from the default rule and burn the SLO too: healthy traffic dilutes them
-    for round_ in range(8):
-        if not firing(prometheus, "ScorestreamDefaultAnswersBurn"):
-            break
-        run_load(requests, results, 50, 10, 400, bootstrap, seed=10 + round_)
     assert firing(prometheus, "ScorestreamDefaultAnswersBurn") == []
     assert not [a for a in read_alerts(alerts, bootstrap) if a.alert == "default_answers" and a.state == "firing"
                 and a.ts > time.time() * 1000 - 2 * WINDOW_S * 1000]
