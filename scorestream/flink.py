@@ -14,6 +14,7 @@ share an interpreter and its `sys.modules`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import signal
 import site
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import zipfile
@@ -28,8 +30,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from scorestream import security
+from scorestream.class_archive import ClassArchive
 from scorestream.errors import UserError
 from scorestream.ports import free_port
+from scorestream.process import tree as process_tree
 from pydantic_settings import SettingsConfigDict
 
 from scorestream.settings import PROJECT_ROOT, StackSettings, _Settings
@@ -180,6 +184,37 @@ def python_path() -> str:
     return os.pathsep.join(paths + ([current] if current else []))
 
 
+def class_archive() -> ClassArchive:
+    """The class data sharing archive of the Flink JVMs this virtualenv starts (made from PyFlink's jars)."""
+    import pyflink
+    home = Path(pyflink.__file__).parent
+    return ClassArchive(StackSettings().jars_dir / "cds", tuple(sorted([*home.glob("lib/*.jar"),
+                                                                       *home.glob("opt/flink-python*.jar")])))
+
+
+def _archive_classes_later(archive: ClassArchive, after_s: float) -> None:
+    """In a daemon thread of an embedded job: once it has run after_s, make the archive from its JVM's class
+    list (scorestream/class_archive.py) for the next JVMs."""
+    def run() -> None:
+        time.sleep(after_s)
+        classpath = _jvm_classpath(os.getpid())
+        if classpath:
+            archive.build(classpath)
+    threading.Thread(target=run, name="class-archive", daemon=True).start()
+
+
+def _jvm_classpath(pid: int) -> str | None:
+    """The -cp of the JVM under pid (the one pyflink started)."""
+    for p in process_tree(pid):
+        try:
+            args = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"java") and b"-cp" in args[:-1]:
+            return args[args.index(b"-cp") + 1].decode()
+    return None
+
+
 def environment(config: dict[str, str] | None = None, parallelism: int = 1, name: str = "flink"):
     """A StreamExecutionEnvironment in thread mode with the Kafka connector on the classpath.
 
@@ -189,30 +224,47 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
     log_dir = StackSettings().home / "logs" / name
     log_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
-    from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
+    with _archive_args():     # the first pyflink call below starts the JVM
+        from pyflink.common import Configuration
+        from pyflink.datastream import StreamExecutionEnvironment
 
-    conf = Configuration()
-    settings = {
-        "python.execution-mode": "thread",
-        "python.executable": sys.executable,
-        "python.client.executable": sys.executable,
-        "pipeline.jars": connector_jar().as_uri(),
-        "rest.port": "0",                                # several local jobs side by side (run_job picks one)
-        "classloader.check-leaked-classloader": "false",  # the Kafka admin thread outlives a bounded job
-    } | (config or {})
-    for key, value in settings.items():
-        conf.set_string(key, str(value))
-    if settings.get("execution.target") == "remote":
-        # getExecutionEnvironment makes a local one whatever the target: construct one that submits remotely
-        from pyflink.java_gateway import get_gateway
-        j_env = get_gateway().jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(
-            conf._j_configuration)
-        env = StreamExecutionEnvironment(j_env)
-    else:
-        env = StreamExecutionEnvironment.get_execution_environment(conf)
+        conf = Configuration()
+        settings = {
+            "python.execution-mode": "thread",
+            "python.executable": sys.executable,
+            "python.client.executable": sys.executable,
+            "pipeline.jars": connector_jar().as_uri(),
+            "rest.port": "0",                                # several local jobs side by side (run_job picks one)
+            "classloader.check-leaked-classloader": "false",  # the Kafka admin thread outlives a bounded job
+        } | (config or {})
+        for key, value in settings.items():
+            conf.set_string(key, str(value))
+        if settings.get("execution.target") == "remote":
+            # getExecutionEnvironment makes a local one whatever the target: construct one that submits remotely
+            from pyflink.java_gateway import get_gateway
+            j_env = get_gateway().jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(
+                conf._j_configuration)
+            env = StreamExecutionEnvironment(j_env)
+        else:
+            env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(parallelism)
     return env
+
+
+@contextlib.contextmanager
+def _archive_args():
+    """JVM_ARGS with the class archive's options while pyflink starts its JVM (its launcher reads them), and
+    only then: Flink's own scripts read JVM_ARGS too, for JVMs of another class path."""
+    before = os.environ.get("JVM_ARGS")
+    if JobSettings().class_archive:
+        os.environ["JVM_ARGS"] = " ".join([*class_archive().jvm_args(os.getpid()), before or ""]).strip()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("JVM_ARGS", None)
+        else:
+            os.environ["JVM_ARGS"] = before
 
 
 # our connector jar (flink-sql-connector-kafka) relocates Kafka's client: SASL login modules are named there
@@ -369,6 +421,8 @@ class JobSettings(_Settings):
     bundle_size: int = 100                # Python records per bundle
     bundle_time_ms: int = 5               # longest a record waits in a bundle
     checkpoint_interval_ms: int = 5000    # source offsets are committed on checkpoints
+    class_archive: bool = True            # the JVM maps its classes from an archive (scorestream/class_archive.py)
+    class_archive_after_s: float = 60.0   # a job this long running makes the archive, if there is none
 
     def config(self) -> dict[str, str]:
         return {"python.fn-execution.bundle.size": str(self.bundle_size),
@@ -412,6 +466,8 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
     except Exception as exc:            # the cluster refused the job: Flink's reason, without the Java trace
         raise UserError(f"{name}: Flink at {rest_url} did not take the job: {_cause(exc)}") from None
     job_id = str(client.get_job_id())
+    if not cluster and settings.class_archive and not class_archive().archive.exists():
+        _archive_classes_later(class_archive(), settings.class_archive_after_s)
     # wait in Python, not in a Java call, so SIGTERM is handled at once: cancel the job, then exit
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     status = "gone"

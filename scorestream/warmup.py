@@ -46,6 +46,9 @@ class WarmUp:
     def line(self) -> str:
         if self.steady:
             return f"warmed up in {self.seconds:.0f}s ({self.rounds} rounds of traffic): steady within the SLA"
+        if self.rounds == 0:
+            return (f"warm-up stopped after {self.seconds:.0f}s: the preferred model's first answer took the whole "
+                    "budget, no round of traffic ran; give it more time with `up --warm-up SECONDS`")
         stopped = (f"warm-up stopped after {self.seconds:.0f}s ({self.rounds} rounds) without {STEADY_ROUNDS} "
                    f"steady rounds in a row (last {self.last_within_sla:.2%} within the SLA)")
         if self.host_busy >= SATURATED:

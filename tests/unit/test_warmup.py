@@ -12,6 +12,8 @@ def test_the_line_tells_a_saturated_host_from_a_young_system():
     assert "62% busy" in young and "more time with `up --warm-up SECONDS`" in young
     saturated = WarmUp(12, 61.0, False, 0.0, 200, 0.97).line()
     assert "97% busy" in saturated and "no CPU to spare for 200 requests/s now" in saturated
+    no_round = WarmUp(0, 60.4, False, 0.0, 200, 0.0).line()
+    assert "first answer took the whole budget, no round of traffic ran" in no_round and "0% busy" not in no_round
 
 
 def test_host_cpu_jiffies_grow_with_work():

@@ -1,0 +1,140 @@
+"""Class data sharing (AppCDS) for the Flink jobs' JVMs: the classes they load, parsed and verified once.
+
+A Flink job's JVM spends 20-25 CPU-seconds starting (class loading, verification, the JIT compiling the
+loaders), on a 2-core host that shares it with the answering system. With an archive of those classes the
+same start takes about a quarter less (docs/benchmarks.md). Java 17 cannot make the archive while the JVM
+starts, so it is made in two steps:
+
+1. a JVM started while no archive exists lists the classes it loads (`-XX:DumpLoadedClassList`);
+2. once that job has run a while (its classes for records and checkpoints loaded), its Python process makes
+   the archive from the lists with `java -Xshare:dump`, at idle priority, and removes the lists.
+
+Every JVM started after that maps the archive (`-XX:SharedArchiveFile`). The archive's name carries a hash of
+the JVM and of the jars it was made from: new jars or a new JVM make a new archive, and a JVM that finds an
+archive not matching its class path ignores it (`-Xshare:auto`, Java's default).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# A plain class entry of a class list ("java/lang/Object id: 0"); the lambda and source entries refer to ids of
+# their own list, so lists of several JVMs merge only by their plain entries.
+_PLAIN = re.compile(r"^([\w/$]+)(?: id: \d+)?$")
+
+
+def java_executable() -> str:
+    home = os.environ.get("JAVA_HOME")
+    return str(Path(home) / "bin" / "java") if home else (shutil.which("java") or "java")
+
+
+@dataclass(frozen=True)
+class ClassArchive:
+    """The archive of one class path, in `directory`; `jars` are the files whose change makes it stale."""
+
+    directory: Path
+    jars: tuple[Path, ...]
+    name: str = "flink"
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256()
+        java = Path(java_executable())
+        for f in (java.resolve() if java.exists() else java, *sorted(self.jars)):
+            st = f.stat() if f.exists() else None
+            digest.update(f"{f}:{st and st.st_size}:{st and st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def archive(self) -> Path:
+        return self.directory / f"{self.name}-{self.key}.jsa"
+
+    @property
+    def failed(self) -> Path:
+        """Left by a dump that failed, with java's output: not tried again for the same jars."""
+        return self.archive.with_suffix(".failed")
+
+    def class_list(self, owner: int) -> Path:
+        return self.directory / f"{self.name}-{self.key}.{owner}.classlist"
+
+    def jvm_args(self, owner: int) -> list[str]:
+        """For a JVM about to start: map the archive, or list the classes for one (owner: a pid of ours, so
+        that JVMs started side by side write lists of their own)."""
+        if self.archive.exists():
+            return [f"-XX:SharedArchiveFile={self.archive}"]
+        if self.failed.exists():
+            return []
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError:                  # a read-only image: the JVM starts without
+            return []
+        return [f"-XX:DumpLoadedClassList={self.class_list(owner)}"]
+
+    def build(self, classpath: str) -> bool:
+        """Make the archive from the class lists written so far, for JVMs started with `classpath`, at idle
+        priority. True if it exists afterwards. One builder at a time: another one that runs is left to it."""
+        if self.archive.exists():
+            return True
+        if self.failed.exists():
+            return False
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / f".{self.name}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if self.archive.exists():
+                return True
+            lists = sorted(self.directory.glob(f"{self.name}-{self.key}.*.classlist"))
+            classes = merged_classes(lists)
+            if not classes:
+                return False
+            listed = self.directory / f"{self.name}-{self.key}.{os.getpid()}.merged"
+            partial = self.archive.with_suffix(f".{os.getpid()}.partial")
+            listed.write_text("\n".join(classes) + "\n")
+            try:
+                done = subprocess.run(
+                    [java_executable(), "-Xshare:dump", f"-XX:SharedClassListFile={listed}",
+                     f"-XX:SharedArchiveFile={partial}", "-cp", classpath],
+                    capture_output=True, text=True, preexec_fn=_idle_priority, timeout=1800)
+                if done.returncode > 0:          # java refused (killed by a signal, < 0: the next job tries again)
+                    self.failed.write_text(f"exit {done.returncode}\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
+                if done.returncode != 0 or not partial.exists():
+                    return False
+                partial.rename(self.archive)
+            except subprocess.TimeoutExpired:
+                return False
+            finally:
+                listed.unlink(missing_ok=True)
+                partial.unlink(missing_ok=True)
+            for f in lists:
+                f.unlink(missing_ok=True)
+            return True
+
+
+def merged_classes(lists: list[Path]) -> list[str]:
+    """The plain class entries of every list, once each, in first-seen order (a class before the classes that
+    a later line of its list loaded after it); a last line still being written is left out."""
+    seen: dict[str, None] = {}
+    for path in lists:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        lines = text.split("\n")
+        for line in lines[:-1]:          # after the last newline: empty, or a line not yet complete
+            m = _PLAIN.match(line)
+            if m:
+                seen.setdefault(m.group(1))
+    return list(seen)
+
+
+def _idle_priority() -> None:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
