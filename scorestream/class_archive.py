@@ -1,8 +1,8 @@
 """Class data sharing (AppCDS) for the Flink jobs' JVMs: the classes they load, parsed and verified once.
 
-A Flink job's JVM spends 20-25 CPU-seconds starting (class loading, verification, the JIT compiling the
+A Flink job's JVM spends 20-28 CPU-seconds starting (class loading, verification, the JIT compiling the
 loaders), on a 2-core host that shares it with the answering system. With an archive of those classes the
-same start takes about a quarter less (docs/benchmarks.md). Java 17 cannot make the archive while the JVM
+same start takes about an eighth less (docs/rendezvous.md, "A job's JVM start"). Java 17 cannot make the archive while the JVM
 starts, so it is made in two steps:
 
 1. a JVM started while no archive exists lists the classes it loads (`-XX:DumpLoadedClassList`);
