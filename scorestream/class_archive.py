@@ -104,7 +104,7 @@ class ClassArchive:
                     [java_executable(), "-Xshare:dump", f"-XX:SharedClassListFile={listed}",
                      f"-XX:SharedArchiveFile={partial}", "-cp", classpath],
                     capture_output=True, text=True, preexec_fn=_idle_priority, timeout=1800)
-                if done.returncode > 0:          # java refused (killed by a signal, < 0: the next job tries again)
+                if refused(done.returncode):     # (stopped with its job: the next job tries again)
                     self.failed.write_text(f"exit {done.returncode}\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
                 if done.returncode != 0 or not partial.exists():
                     return False
@@ -117,6 +117,12 @@ class ClassArchive:
             for f in lists:
                 f.unlink(missing_ok=True)
             return True
+
+
+def refused(returncode: int) -> bool:
+    """Java refused the dump, as opposed to its being stopped by a signal: < 0 when the kernel ended it,
+    128 + the signal's number when the JVM's own handler did (143: SIGTERM, as when its job is stopped)."""
+    return 0 < returncode < 128
 
 
 def merged_classes(lists: list[Path]) -> list[str]:

@@ -2,7 +2,7 @@
 
 import os
 
-from scorestream.class_archive import ClassArchive, merged_classes
+from scorestream.class_archive import ClassArchive, merged_classes, refused
 
 
 def test_a_jvm_lists_its_classes_until_the_archive_exists_then_maps_it(tmp_path):
@@ -40,3 +40,8 @@ def test_lists_merge_by_their_plain_entries_without_a_line_still_being_written(t
     second.write_text("java/lang/Object id: 0\norg/a/D id: 1\norg/a/E")      # E: not complete yet
     assert merged_classes([first, second, tmp_path / "gone.classlist"]) == [
         "java/lang/Object", "org/a/B", "org/a/C$1", "org/a/D"]
+
+
+def test_a_dump_stopped_with_its_job_is_not_a_refusal():
+    assert refused(1) and not refused(0)
+    assert not refused(143) and not refused(137) and not refused(-15)    # SIGTERM to the JVM, SIGKILL, the kernel
