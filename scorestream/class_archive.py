@@ -6,8 +6,9 @@ same start takes about an eighth less (docs/rendezvous.md, "A job's JVM start").
 starts, so it is made in two steps:
 
 1. a JVM started while no archive exists lists the classes it loads (`-XX:DumpLoadedClassList`);
-2. once that job has run a while (its classes for records and checkpoints loaded), its Python process makes
-   the archive from the lists with `java -Xshare:dump`, at idle priority, and removes the lists.
+2. once that job has run a while (its classes for records and checkpoints loaded), its Python process starts
+   a process of its own session (it goes on when the job is stopped) that makes the archive from the lists
+   with `java -Xshare:dump`, at idle priority, and removes the lists.
 
 Every JVM started after that maps the archive (`-XX:SharedArchiveFile`). The archive's name carries a hash of
 the JVM and of the jars it was made from: new jars or a new JVM make a new archive, and a JVM that finds an
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +94,8 @@ class ClassArchive:
                 return False
             if self.archive.exists():
                 return True
+            for stale in [*self.directory.glob("*.merged"), *self.directory.glob("*.partial")]:
+                stale.unlink(missing_ok=True)     # of a builder killed meanwhile (the lock is ours now)
             lists = sorted(self.directory.glob(f"{self.name}-{self.key}.*.classlist"))
             classes = merged_classes(lists)
             if not classes:
@@ -117,6 +121,15 @@ class ClassArchive:
             for f in lists:
                 f.unlink(missing_ok=True)
             return True
+
+
+    def build_apart(self, classpath: str) -> subprocess.Popen:
+        """build() in a process of its own session at idle priority: it finishes when the job that started it
+        is stopped first (a dump at idle priority on a busy host can take minutes)."""
+        return subprocess.Popen([sys.executable, "-m", "scorestream.class_archive", str(self.directory), self.name,
+                                 classpath, *map(str, self.jars)], cwd=Path(__file__).resolve().parent.parent,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=_idle_priority)
 
 
 def refused(returncode: int) -> bool:
@@ -147,3 +160,8 @@ def _idle_priority() -> None:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except OSError:         # not allowed here: the dump runs at the job's own priority
         pass
+
+
+if __name__ == "__main__":          # build_apart's process: directory name classpath jar...
+    directory, name, classpath, *jars = sys.argv[1:]
+    sys.exit(0 if ClassArchive(Path(directory), tuple(map(Path, jars)), name).build(classpath) else 1)

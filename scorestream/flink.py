@@ -199,7 +199,7 @@ def _archive_classes_later(archive: ClassArchive, after_s: float) -> None:
         time.sleep(after_s)
         classpath = _jvm_classpath(os.getpid())
         if classpath:
-            archive.build(classpath)
+            archive.build_apart(classpath).wait()
     threading.Thread(target=run, name="class-archive", daemon=True).start()
 
 
