@@ -48,8 +48,9 @@ def system(tmp_path_factory):
                               text=True, timeout=timeout)
 
     # up's warm-up at a low rate: its answers stay in the long burn-rate window (20 x 3 s) and at 200/s would
-    # outweigh the 600 default answers the test then provokes
-    started = cli("up", "--policy", str(policy), "--warm-up-rate", "20")
+    # outweigh the 600 default answers the test then provokes; 30 s at most: the test's healthy rounds wait
+    # for the system itself
+    started = cli("up", "--policy", str(policy), "--warm-up-rate", "20", "--warm-up", "30")
     assert started.returncode == 0, started.stdout + started.stderr
     assert "canary" in started.stdout
     yield home, f"127.0.0.1:{port}", base, cli

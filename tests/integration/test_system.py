@@ -65,7 +65,9 @@ def system_home(tmp_path_factory, name: str):
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     home, policy, port, cli = system_home(tmp_path_factory, "system")
-    started = cli("up", "--policy", str(policy))
+    # 30 s of warm-up at most, not 60: on a busy host it never gets steady and spends all of its budget (make
+    # test's 15 minutes); the phases below judge latency with the host's load (tests/capacity.py)
+    started = cli("up", "--policy", str(policy), "--warm-up", "30")
     assert started.returncode == 0, started.stdout + started.stderr
     # `up` returns after its warm-up (the preferred model answered, then rounds of traffic), not before
     assert "warmed up in" in started.stdout or "warm-up stopped after" in started.stdout, started.stdout
