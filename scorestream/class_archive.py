@@ -2,8 +2,8 @@
 
 A Flink job's JVM spends 20-28 CPU-seconds starting (class loading, verification, the JIT compiling the
 loaders), on a 2-core host that shares it with the answering system. With an archive of those classes the
-same start takes about an eighth less (docs/rendezvous.md, "A job's JVM start"). Java 17 cannot make the archive while the JVM
-starts, so it is made in two steps:
+same start takes about an eighth less (docs/rendezvous.md, "A job's JVM start"). Java 17 cannot make the
+archive while the JVM starts, so it is made in two steps:
 
 1. a JVM started while no archive exists lists the classes it loads (`-XX:DumpLoadedClassList`);
 2. once that job has run a while (its classes for records and checkpoints loaded), its Python process starts
@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 # A plain class entry of a class list ("java/lang/Object id: 0"); the lambda and source entries refer to ids of
@@ -32,23 +33,20 @@ from pathlib import Path
 _PLAIN = re.compile(r"^([\w/$]+)(?: id: \d+)?$")
 
 
-def java_executable() -> str:
-    home = os.environ.get("JAVA_HOME")
-    return str(Path(home) / "bin" / "java") if home else (shutil.which("java") or "java")
-
-
 @dataclass(frozen=True)
 class ClassArchive:
-    """The archive of one class path, in `directory`; `jars` are the files whose change makes it stale."""
+    """The archive of one class path, in `directory`, for the JVMs of `java` (the one that dumps it too);
+    `jars` are the files whose change makes it stale."""
 
     directory: Path
     jars: tuple[Path, ...]
+    java: str
     name: str = "flink"
 
-    @property
+    @cached_property
     def key(self) -> str:
         digest = hashlib.sha256()
-        java = Path(java_executable())
+        java = Path(shutil.which(self.java) or self.java)
         for f in (java.resolve() if java.exists() else java, *sorted(self.jars)):
             st = f.stat() if f.exists() else None
             digest.update(f"{f}:{st and st.st_size}:{st and st.st_mtime_ns}\n".encode())
@@ -105,7 +103,7 @@ class ClassArchive:
             listed.write_text("\n".join(classes) + "\n")
             try:
                 done = subprocess.run(
-                    [java_executable(), "-Xshare:dump", f"-XX:SharedClassListFile={listed}",
+                    [self.java, "-Xshare:dump", f"-XX:SharedClassListFile={listed}",
                      f"-XX:SharedArchiveFile={partial}", "-cp", classpath],
                     capture_output=True, text=True, preexec_fn=_idle_priority, timeout=1800)
                 if refused(done.returncode):     # (stopped with its job: the next job tries again)
@@ -122,12 +120,11 @@ class ClassArchive:
                 f.unlink(missing_ok=True)
             return True
 
-
     def build_apart(self, classpath: str) -> subprocess.Popen:
         """build() in a process of its own session at idle priority: it finishes when the job that started it
         is stopped first (a dump at idle priority on a busy host can take minutes)."""
         return subprocess.Popen([sys.executable, "-m", "scorestream.class_archive", str(self.directory), self.name,
-                                 classpath, *map(str, self.jars)], cwd=Path(__file__).resolve().parent.parent,
+                                 self.java, classpath, *map(str, self.jars)], cwd=Path(__file__).resolve().parent.parent,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True, preexec_fn=_idle_priority)
 
@@ -162,6 +159,6 @@ def _idle_priority() -> None:
         pass
 
 
-if __name__ == "__main__":          # build_apart's process: directory name classpath jar...
-    directory, name, classpath, *jars = sys.argv[1:]
-    sys.exit(0 if ClassArchive(Path(directory), tuple(map(Path, jars)), name).build(classpath) else 1)
+if __name__ == "__main__":          # build_apart's process: directory name java classpath jar...
+    directory, name, java, classpath, *jars = sys.argv[1:]
+    sys.exit(0 if ClassArchive(Path(directory), tuple(map(Path, jars)), java, name).build(classpath) else 1)

@@ -185,11 +185,14 @@ def python_path() -> str:
 
 
 def class_archive() -> ClassArchive:
-    """The class data sharing archive of the Flink JVMs this virtualenv starts (made from PyFlink's jars)."""
+    """The class data sharing archive of the Flink JVMs this virtualenv starts (made from PyFlink's jars, for
+    the java its launcher runs)."""
     import pyflink
+    from pyflink.pyflink_gateway_server import find_java_executable
     home = Path(pyflink.__file__).parent
     return ClassArchive(StackSettings().jars_dir / "cds", tuple(sorted([*home.glob("lib/*.jar"),
-                                                                       *home.glob("opt/flink-python*.jar")])))
+                                                                       *home.glob("opt/flink-python*.jar")])),
+                        find_java_executable())
 
 
 def _archive_classes_later(archive: ClassArchive, after_s: float) -> None:
@@ -466,8 +469,8 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
     except Exception as exc:            # the cluster refused the job: Flink's reason, without the Java trace
         raise UserError(f"{name}: Flink at {rest_url} did not take the job: {_cause(exc)}") from None
     job_id = str(client.get_job_id())
-    if not cluster and settings.class_archive and not class_archive().archive.exists():
-        _archive_classes_later(class_archive(), settings.class_archive_after_s)
+    if not cluster and settings.class_archive and not (archive := class_archive()).archive.exists():
+        _archive_classes_later(archive, settings.class_archive_after_s)
     # wait in Python, not in a Java call, so SIGTERM is handled at once: cancel the job, then exit
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     status = "gone"

@@ -5,9 +5,10 @@ import subprocess
 
 import pytest
 
-from scorestream.class_archive import ClassArchive, java_executable
+from scorestream.class_archive import ClassArchive
 
 pytestmark = pytest.mark.skipif(shutil.which("javac") is None, reason="needs a JDK (javac)")
+JAVA = "java"
 
 HELLO = """
 public class Hello {
@@ -27,13 +28,13 @@ def _jar(tmp_path):
 
 
 def _java(archive: ClassArchive, owner: int, jar, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([java_executable(), *archive.jvm_args(owner), *extra, "-cp", str(jar), "Hello"],
+    return subprocess.run([JAVA, *archive.jvm_args(owner), *extra, "-cp", str(jar), "Hello"],
                           capture_output=True, text=True, check=True, timeout=120)
 
 
 def test_the_next_jvm_loads_its_classes_from_the_archive(tmp_path):
     jar = _jar(tmp_path)
-    archive = ClassArchive(tmp_path / "cds", (jar,), name="hello")
+    archive = ClassArchive(tmp_path / "cds", (jar,), JAVA, name="hello")
     assert _java(archive, 1, jar).stdout.strip() == "hello"         # lists its classes
     assert "Greeting" in archive.class_list(1).read_text()
 
@@ -48,11 +49,11 @@ def test_the_next_jvm_loads_its_classes_from_the_archive(tmp_path):
 
 def test_an_archive_of_other_jars_is_ignored_not_fatal(tmp_path):
     jar = _jar(tmp_path)
-    archive = ClassArchive(tmp_path / "cds", (jar,), name="hello")
+    archive = ClassArchive(tmp_path / "cds", (jar,), JAVA, name="hello")
     _java(archive, 1, jar)
     assert archive.build(str(jar))
     other = tmp_path / "other.jar"
     shutil.copy(jar, other)
-    done = subprocess.run([java_executable(), f"-XX:SharedArchiveFile={archive.archive}", "-cp", str(other),
+    done = subprocess.run([JAVA, f"-XX:SharedArchiveFile={archive.archive}", "-cp", str(other),
                            "Hello"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "hello", done.stdout + done.stderr

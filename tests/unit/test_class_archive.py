@@ -8,7 +8,7 @@ from scorestream.class_archive import ClassArchive, merged_classes, refused
 def test_a_jvm_lists_its_classes_until_the_archive_exists_then_maps_it(tmp_path):
     jar = tmp_path / "a.jar"
     jar.write_bytes(b"x")
-    archive = ClassArchive(tmp_path / "cds", (jar,))
+    archive = ClassArchive(tmp_path / "cds", (jar,), "java")
     assert archive.jvm_args(42) == [f"-XX:DumpLoadedClassList={archive.class_list(42)}"]
     assert archive.class_list(42) != archive.class_list(43)          # JVMs side by side: a list each
     archive.archive.write_bytes(b"archive")
@@ -18,7 +18,7 @@ def test_a_jvm_lists_its_classes_until_the_archive_exists_then_maps_it(tmp_path)
 def test_a_failed_dump_is_not_tried_again_for_the_same_jars(tmp_path):
     jar = tmp_path / "a.jar"
     jar.write_bytes(b"x")
-    archive = ClassArchive(tmp_path / "cds", (jar,))
+    archive = ClassArchive(tmp_path / "cds", (jar,), "java")
     archive.directory.mkdir()
     archive.failed.write_text("exit 1")
     assert archive.jvm_args(1) == [] and archive.build("a.jar") is False
@@ -27,11 +27,12 @@ def test_a_failed_dump_is_not_tried_again_for_the_same_jars(tmp_path):
 def test_new_jars_make_a_new_archive(tmp_path):
     jar = tmp_path / "a.jar"
     jar.write_bytes(b"x")
-    before = ClassArchive(tmp_path, (jar,)).archive
+    before = ClassArchive(tmp_path, (jar,), "java").archive
     jar.write_bytes(b"xy")
-    assert ClassArchive(tmp_path, (jar,)).archive != before
+    assert ClassArchive(tmp_path, (jar,), "java").archive != before
     os.utime(jar, ns=(1, 1))
-    assert ClassArchive(tmp_path, (jar,)).archive not in (before, ClassArchive(tmp_path, (tmp_path / "b.jar",)).archive)
+    other_jars = ClassArchive(tmp_path, (tmp_path / "b.jar",), "java").archive
+    assert ClassArchive(tmp_path, (jar,), "java").archive not in (before, other_jars)
 
 
 def test_lists_merge_by_their_plain_entries_without_a_line_still_being_written(tmp_path):
