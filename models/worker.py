@@ -176,6 +176,7 @@ class Worker:
                     self._log_status()
                     next_status = now + self.settings.status_interval_s
         finally:
+            gc.unfreeze()       # (for a worker run inside a longer-lived process, as the tests do)
             self._close()
         return self.stats
 
@@ -344,7 +345,11 @@ class Worker:
                 self._drain()
                 self._commit(asynchronous=False)
         finally:
-            self.consumer.close()       # leaves the group: the other replicas take the partitions now
+            # Leaves the group: the other replicas take the partitions now. Bounded: with the broker down,
+            # librdkafka's close waits for the coordinator without end, and a stopping worker must exit.
+            if not kafka.close_within(self.consumer):
+                log.warning("%s: the consumer did not leave its group within 10s (broker down?); stopping anyway",
+                            self.stage)
         self._log_status()
         log.info("%s: worker %s stopped", self.stage, self.stamp.worker)
 

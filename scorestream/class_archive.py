@@ -78,8 +78,9 @@ class ClassArchive:
         return [f"-XX:DumpLoadedClassList={self.class_list(owner)}"]
 
     def build(self, classpath: str) -> bool:
-        """Make the archive from the class lists written so far, for JVMs started with `classpath`, at idle
-        priority. True if it exists afterwards. One builder at a time: another one that runs is left to it."""
+        """Make the archive from the class lists written so far, for JVMs started with `classpath`, at this
+        process's priority (build_apart's is idle). True if it exists afterwards. One builder at a time: another
+        one that runs is left to it."""
         if self.archive.exists():
             return True
         if self.failed.exists():
@@ -105,7 +106,7 @@ class ClassArchive:
                 done = subprocess.run(
                     [self.java, "-Xshare:dump", f"-XX:SharedClassListFile={listed}",
                      f"-XX:SharedArchiveFile={partial}", "-cp", classpath],
-                    capture_output=True, text=True, preexec_fn=_idle_priority, timeout=1800)
+                    capture_output=True, text=True, timeout=1800)
                 if refused(done.returncode):     # (stopped with its job: the next job tries again)
                     self.failed.write_text(f"exit {done.returncode}\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
                 if done.returncode != 0 or not partial.exists():
@@ -122,11 +123,13 @@ class ClassArchive:
 
     def build_apart(self, classpath: str) -> subprocess.Popen:
         """build() in a process of its own session at idle priority: it finishes when the job that started it
-        is stopped first (a dump at idle priority on a busy host can take minutes)."""
+        is stopped first (a dump at idle priority on a busy host can take minutes). No preexec_fn: the job has many
+        threads, and Python code run between fork and exec can deadlock on a lock one of them held; the process
+        lowers its own priority."""
         return subprocess.Popen([sys.executable, "-m", "scorestream.class_archive", str(self.directory), self.name,
                                  self.java, classpath, *map(str, self.jars)], cwd=Path(__file__).resolve().parent.parent,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_idle_priority)
+                                start_new_session=True)
 
 
 def refused(returncode: int) -> bool:
@@ -161,4 +164,5 @@ def _idle_priority() -> None:
 
 if __name__ == "__main__":          # build_apart's process: directory name java classpath jar...
     directory, name, java, classpath, *jars = sys.argv[1:]
+    _idle_priority()                # and so is the java it starts: the policy is inherited
     sys.exit(0 if ClassArchive(Path(directory), tuple(map(Path, jars)), java, name).build(classpath) else 1)

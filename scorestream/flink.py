@@ -195,6 +195,9 @@ def class_archive() -> ClassArchive:
                         find_java_executable())
 
 
+GATEWAY_MAIN = b"org.apache.flink.client.python.PythonGatewayServer"   # the JVM pyflink starts
+
+
 def _archive_classes_later(archive: ClassArchive, after_s: float) -> None:
     """In a daemon thread of an embedded job: once it has run after_s, make the archive from its JVM's class
     list (scorestream/class_archive.py) for the next JVMs."""
@@ -207,13 +210,14 @@ def _archive_classes_later(archive: ClassArchive, after_s: float) -> None:
 
 
 def _jvm_classpath(pid: int) -> str | None:
-    """The -cp of the JVM under pid (the one pyflink started)."""
+    """The -cp of the JVM that pyflink started under pid (its gateway server: not another JVM of the tree, such
+    as a broker that a test session started)."""
     for p in process_tree(pid):
         try:
             args = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if args and args[0].endswith(b"java") and b"-cp" in args[:-1]:
+        if args and args[0].endswith(b"java") and b"-cp" in args[:-1] and GATEWAY_MAIN in args:
             return args[args.index(b"-cp") + 1].decode()
     return None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -48,3 +50,26 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "integration" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """End the process with the run's status once pytest is done. A Kafka client that a test left behind is
+    destroyed at interpreter exit, and librdkafka's destroy can wait without end on the broker that this session
+    has already stopped: the run's result is known by then, and CI must not hang on it. Threads left running are
+    named first, so that a leak shows."""
+    if _EXIT_STATUS not in config.stash:
+        return
+    left = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if left:
+        print(f"threads left running by the tests: {', '.join(left)}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(config.stash[_EXIT_STATUS])
+
+
+_EXIT_STATUS = pytest.StashKey[int]()

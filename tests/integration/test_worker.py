@@ -45,6 +45,13 @@ def send(topic: str, records: list[KafkaRecord], rate: float = 0.0) -> None:
     assert p.flush(30) == 0
 
 
+def wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def collect(topic: str, done, timeout_s: float = 40.0) -> list[KafkaRecord]:
     """Every record of topic from the start until done(records) holds (or the timeout)."""
     c = kafka.consumer(f"test-read-{uuid.uuid4().hex[:8]}")
@@ -237,15 +244,15 @@ def test_a_consumer_stuck_out_of_its_group_is_replaced_and_every_request_is_scor
     wanted = {f.request_id for f in features}
 
     def drive() -> None:
-        send(registry.name("features"), [f.to_record() for f in features[:1000]])
-        while worker.stats.scored < 500:
-            time.sleep(0.05)
-        worker.membership.left(at=time.monotonic() - 3600)
-        send(registry.name("features"), [f.to_record() for f in features[1000:]], rate=1000)
-        scores = collect(registry.name("scores"), lambda out: {Score.from_json(r.value).request_id
-                                                                 for r in out} >= wanted)
-        worker.stop()
-        driven.extend(scores)
+        try:
+            send(registry.name("features"), [f.to_record() for f in features[:1000]])
+            wait_for(lambda: worker.stats.scored >= 500)
+            worker.membership.left(at=time.monotonic() - 3600)
+            send(registry.name("features"), [f.to_record() for f in features[1000:]], rate=1000)
+            driven.extend(collect(registry.name("scores"), lambda out: {Score.from_json(r.value).request_id
+                                                                        for r in out} >= wanted))
+        finally:
+            worker.stop()               # whatever failed here, the worker stops and the test ends
 
     driven: list[KafkaRecord] = []
     driver = threading.Thread(target=drive, daemon=True)
@@ -270,21 +277,22 @@ def test_a_static_worker_fenced_by_its_own_id_replaces_its_consumer_and_scores_e
     driven: list[KafkaRecord] = []
 
     def drive() -> None:
-        send(registry.name("features"), [f.to_record() for f in features[:1000]])
-        while worker.stats.scored < 500:
-            time.sleep(0.05)
-        intruder = Consumer({"bootstrap.servers": kafka.KafkaSettings().bootstrap(), "group.id": worker.group,
-                             "group.instance.id": member, "session.timeout.ms": 6000,
-                             "partition.assignment.strategy": "cooperative-sticky"})
-        intruder.subscribe([registry.name("features")])
-        until = time.monotonic() + 20
-        while worker.fatal_replacements == 0 and time.monotonic() < until:
-            intruder.poll(0.1)
-        intruder.close()
-        send(registry.name("features"), [f.to_record() for f in features[1000:]], rate=1000)
-        driven.extend(collect(registry.name("scores"), lambda out: {Score.from_json(r.value).request_id
-                                                                    for r in out} >= wanted))
-        worker.stop()
+        try:
+            send(registry.name("features"), [f.to_record() for f in features[:1000]])
+            wait_for(lambda: worker.stats.scored >= 500)
+            intruder = Consumer({"bootstrap.servers": kafka.KafkaSettings().bootstrap(), "group.id": worker.group,
+                                 "group.instance.id": member, "session.timeout.ms": 6000,
+                                 "partition.assignment.strategy": "cooperative-sticky"})
+            intruder.subscribe([registry.name("features")])
+            until = time.monotonic() + 20
+            while worker.fatal_replacements == 0 and time.monotonic() < until:
+                intruder.poll(0.1)
+            intruder.close()
+            send(registry.name("features"), [f.to_record() for f in features[1000:]], rate=1000)
+            driven.extend(collect(registry.name("scores"), lambda out: {Score.from_json(r.value).request_id
+                                                                        for r in out} >= wanted))
+        finally:
+            worker.stop()
 
     driver = threading.Thread(target=drive, daemon=True)
     driver.start()
