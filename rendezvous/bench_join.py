@@ -29,7 +29,7 @@ import click
 from scorestream import kafka, topics
 from scorestream.contract import Score
 from scorestream.metrics import read_metric
-from scorestream.process import children
+from scorestream.flink import gateway_jvm
 from scorestream.publish import synthetic_requests
 from scorestream.settings import StackSettings
 
@@ -47,12 +47,8 @@ outcome_horizon_s: {horizon}
 def _java_child(pid: int) -> int:
     """The JVM the job's Python process started (PyFlink's gateway)."""
     for _ in range(120):
-        for child in children().get(pid, []):
-            try:
-                if b"java" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]:
-                    return child
-            except OSError:
-                continue
+        if found := gateway_jvm(pid):
+            return found[0]
         time.sleep(0.5)
     raise click.ClickException(f"no JVM under pid {pid}")
 

@@ -28,7 +28,7 @@ from savepoints.registry import Deployment, JobHome, code_version, new_deploymen
 from savepoints.rest import FlinkRest, SourceProgress
 from scorestream import kafka, swap
 from scorestream.errors import UserError
-from scorestream.process import ManagedProcess, cpu_seconds, jit_cpu_seconds, set_scheduler
+from scorestream.process import ManagedProcess, command_line, cpu_seconds, jit_cpu_seconds, set_scheduler
 from scorestream.settings import StackSettings
 from scorestream.topics import TopicRegistry
 
@@ -106,9 +106,8 @@ class UpgradeLock:
 
 
 def _proc_argv_env(pid: int) -> tuple[list[str], dict[str, str]]:
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
     env = dict(e.split(b"=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in e)
-    return [a.decode() for a in argv], {k.decode(): v.decode() for k, v in env.items()}
+    return command_line(pid), {k.decode(): v.decode() for k, v in env.items()}
 
 
 def _option(argv: list[str], name: str) -> str | None:

@@ -33,7 +33,7 @@ from scorestream import security
 from scorestream.class_archive import ClassArchive
 from scorestream.errors import UserError
 from scorestream.ports import free_port
-from scorestream.process import tree as process_tree
+from scorestream.process import command_line, tree as process_tree
 from pydantic_settings import SettingsConfigDict
 
 from scorestream.settings import PROJECT_ROOT, StackSettings, _Settings
@@ -195,7 +195,7 @@ def class_archive() -> ClassArchive:
                         find_java_executable())
 
 
-GATEWAY_MAIN = b"org.apache.flink.client.python.PythonGatewayServer"   # the JVM pyflink starts
+GATEWAY_MAIN = "org.apache.flink.client.python.PythonGatewayServer"   # the JVM pyflink starts
 
 
 def _archive_classes_later(archive: ClassArchive, after_s: float) -> None:
@@ -210,15 +210,18 @@ def _archive_classes_later(archive: ClassArchive, after_s: float) -> None:
 
 
 def _jvm_classpath(pid: int) -> str | None:
-    """The -cp of the JVM that pyflink started under pid (its gateway server: not another JVM of the tree, such
-    as a broker that a test session started)."""
+    """The -cp of the JVM that pyflink started under pid."""
+    found = gateway_jvm(pid)
+    return found[1][found[1].index("-cp") + 1] if found and "-cp" in found[1][:-1] else None
+
+
+def gateway_jvm(pid: int) -> tuple[int, list[str]] | None:
+    """The pid and command line of the JVM that pyflink started under pid (its gateway server: not another JVM
+    of the tree, such as a broker that a test session started)."""
     for p in process_tree(pid):
-        try:
-            args = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if args and args[0].endswith(b"java") and b"-cp" in args[:-1] and GATEWAY_MAIN in args:
-            return args[args.index(b"-cp") + 1].decode()
+        args = command_line(p)
+        if args and args[0].endswith("java") and GATEWAY_MAIN in args:
+            return p, args
     return None
 
 

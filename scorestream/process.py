@@ -113,6 +113,14 @@ def _fields(pid: int, tid: str | None = None) -> list[str]:
     return Path(path).read_text().rsplit(")", 1)[1].split()
 
 
+def command_line(pid: int) -> list[str]:
+    """The command line of pid; [] when it is gone."""
+    try:
+        return [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]]
+    except OSError:
+        return []
+
+
 def children() -> dict[int, list[int]]:
     """Every process's children, from one pass over /proc."""
     found: dict[int, list[int]] = {}

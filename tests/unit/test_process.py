@@ -69,3 +69,19 @@ def test_a_starved_new_version_goes_on_at_normal_priority(tmp_path, monkeypatch)
     finally:
         for proc in procs.values():
             proc.stop(timeout_s=5)
+
+
+def test_command_line_of_a_process_and_of_one_gone():
+    import subprocess
+
+    from scorestream.process import command_line
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "an argument"])
+    try:
+        deadline = time.monotonic() + 10
+        while not command_line(child.pid) and time.monotonic() < deadline:   # empty for an instant after exec
+            time.sleep(0.01)
+        assert command_line(child.pid)[-2:] == ["import time; time.sleep(30)", "an argument"]
+    finally:
+        child.kill()
+        child.wait()
+    assert command_line(child.pid) == []
