@@ -22,6 +22,7 @@ from scorestream.publish import (DelayedOutcomes, PublishReport, lines_to_outcom
                                  synthetic_requests)
 from scorestream.settings import KafkaSettings, StackSettings
 from scorestream.synthetic import fresh_seed
+from scorestream.warmup import BUDGET_S as WARM_UP_BUDGET_S
 
 
 HELP = """scorestream: Kafka-native streaming scoring on the rendezvous architecture.
@@ -75,7 +76,7 @@ def _policy_option(f):
               help="Submit the Flink jobs to the session cluster at this REST address (e.g. http://127.0.0.1:8081) "
                    "instead of running each in its own process. [default: the cluster the running system uses, "
                    "else embedded]")
-@click.option("--warm-up", type=float, default=60.0, show_envvar=True,
+@click.option("--warm-up", type=float, default=WARM_UP_BUDGET_S, show_envvar=True,
               help="At most this many seconds of synthetic warm-up traffic after starting a Flink job or a worker "
                    "(0: none).")
 @click.option("--warm-up-rate", type=float, default=200.0, show_envvar=True, help="Requests per second of the warm-up traffic.")
@@ -108,7 +109,7 @@ def up(port: int | None, policy_path: Path | None, broker_only: bool, brokers: i
 
 
 def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_only: bool = False,
-             restore: dict[str, str] | None = None, flink: str | None = None, warm_up_s: float = 60.0,
+             restore: dict[str, str] | None = None, flink: str | None = None, warm_up_s: float = WARM_UP_BUDGET_S,
              warm_up_rate: float = 200.0):
     """`up`; returns the broker and whether it warmed the system up."""
     with err.status("starting the embedded system (Flink jobs take ~30 s) ..."):

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from scorestream import costs
+from scorestream import costs, warmup
 from scorestream.bench import floor
 from scorestream.console import err, out, progress
 from scorestream.errors import UserError
@@ -19,7 +19,6 @@ from scorestream.process import describe_speeds, host_speed
 from scorestream.settings import StackSettings
 from scorestream.topics import TopicRegistry
 
-WARM_UP_BUDGET_S = 60.0
 
 
 def system_up(policy_path: Path | None, rate: float, warm_anyway: bool, running: str | None = None):
@@ -30,10 +29,10 @@ def system_up(policy_path: Path | None, rate: float, warm_anyway: bool, running:
 
     warmed = False
     if running is None:
-        broker, warmed = bring_up(StackSettings(), policy_path, warm_up_s=WARM_UP_BUDGET_S, warm_up_rate=rate)
+        broker, warmed = bring_up(StackSettings(), policy_path, warm_up_rate=rate)
     bootstrap = running or broker.bootstrap
     if warm_anyway and not warmed:
-        warm_up_system(bootstrap, policy_path, rate, WARM_UP_BUDGET_S)
+        warm_up_system(bootstrap, policy_path, rate, warmup.BUDGET_S)
     return bootstrap, Policy.load(policy_path or DEFAULT_PATH)
 
 

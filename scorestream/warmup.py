@@ -27,6 +27,10 @@ from scorestream.process import host_busy_since, host_cpu_jiffies
 from scorestream.synthetic import TransactionGenerator, fresh_seed
 from scorestream.topics import TopicRegistry
 
+# At most this long (`up --warm-up`): a young system on this 2-core host got steady 70-85 s after `up` started
+# its traffic, so with 60 s `make demo`'s first answers paid for the rest (docs/benchmarks.md). A host with CPU to
+# spare stops far sooner; a saturated one spends it all.
+BUDGET_S = 120.0
 ROUND_S = 3.0
 STEADY_ROUNDS = 2
 TARGET = 0.999

@@ -16,6 +16,11 @@ from scorestream.ports import free_port
 from scorestream.settings import StackSettings
 
 
+# The systems the tests start warm up for at most 60 s, not `up`'s 120: they judge latency with the host's load
+# (tests/capacity.py), and CI's time is bounded. A test's own --warm-up or env still wins.
+os.environ.setdefault("SCORESTREAM_UP_WARM_UP", "60")
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory) -> Broker:
     """One real Kafka broker for the session, started by the same code as `scorestream up`."""
