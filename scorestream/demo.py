@@ -20,7 +20,6 @@ from scorestream.settings import StackSettings
 from scorestream.topics import TopicRegistry
 
 
-
 def system_up(policy_path: Path | None, rate: float, warm_anyway: bool, running: str | None = None):
     """`up` (which warms a started system up at `rate`), or the system already running at bootstrap `running`;
     warm_anyway: warm a system up that was running already too. Returns its bootstrap and the policy."""
