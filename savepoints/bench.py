@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import click
@@ -23,6 +24,8 @@ from scorestream import kafka
 from scorestream.client import assigned_consumer
 from scorestream.contract import Request
 from scorestream.synthetic import TransactionGenerator, fresh_seed
+
+VERY_LATE_MS = 50               # issue 14's bound around an upgrade: no answer later than the SLA plus this
 
 
 @dataclass
@@ -55,8 +58,28 @@ class SwapLoad:
             return "no answers"
         q = statistics.quantiles(lat, n=100, method="inclusive")
         within = sum(1 for x in lat if x <= self.sla_ms) / len(lat)
+        very_late = sum(1 for x in lat if x > self.sla_ms + VERY_LATE_MS)
         return (f"{len(lat)} answers: p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {lat[-1]:.0f} ms, "
-                f"{within:.2%} within the SLA of {self.sla_ms:g} ms")
+                f"{within:.2%} within the SLA of {self.sla_ms:g} ms, {very_late} later than the SLA + {VERY_LATE_MS} ms")
+
+    def late_seconds(self) -> list[str]:
+        """One line per second of requests (by their ts, local time) with an answer later than the SLA: to lay
+        beside the upgrade's timed steps."""
+        by_second: dict[int, list[tuple[float, str]]] = {}
+        for s in self.sent.values():
+            if s.answers:
+                received, deployment = s.answers[0]
+                by_second.setdefault(int(s.ts // 1000), []).append((received - s.ts, deployment or "?"))
+        lines = []
+        for second, answers in sorted(by_second.items()):
+            late = [(x, d) for x, d in answers if x > self.sla_ms]
+            if late:
+                very_late = sum(1 for x, _ in late if x > self.sla_ms + VERY_LATE_MS)
+                by = ", ".join(f"{d} {n}" for d, n in Counter(d for _, d in late).most_common())
+                lines.append(f"  {time.strftime('%H:%M:%S', time.localtime(second))}  {len(late):4d} of "
+                             f"{len(answers)} late, {very_late:4d} later than SLA + {VERY_LATE_MS} ms, max "
+                             f"{max(x for x, _ in late):.0f} ms (answered by {by})")
+        return lines
 
 
 def swap_load(requests_topic: str, results_topic: str, rate: float, seconds: float, sla_ms: float,
@@ -153,6 +176,10 @@ def main(job: str, rate: float, duration: float) -> None:
     print(f"with an upgrade:    {swapped.summary()}; lost {len(swapped.lost)}, doubled {len(swapped.doubled)}")
     print(f"  during the upgrade command ({(upgrade['t1'] - upgrade['t0']) / 1000:.0f} s): "
           f"{swapped.summary(upgrade['t0'], upgrade['t1'])}")
+    print("seconds with late answers (by request time), without an upgrade:")
+    print("\n".join(plain.late_seconds()) or "  none")
+    print("with an upgrade:")
+    print("\n".join(swapped.late_seconds()) or "  none")
 
 
 if __name__ == "__main__":

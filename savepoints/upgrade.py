@@ -200,6 +200,7 @@ def run(p: Plan, say=print) -> Report:
     cut_topic = next(t for t in p.tokens if t.endswith(CUT_TOPIC))
     _wait_past_tokens(old_rest, p.old.flink_job_id, p.job, cut_topic, report.token_offsets[cut_topic], "old")
     _wait_past_tokens(FlinkRest(new.rest), new.flink_job_id, p.job, cut_topic, report.token_offsets[cut_topic], "new")
+    say(f"both deployments read past the tokens; {p.old.deployment} answers what it owns for {p.wait_ms:.0f} ms more")
     time.sleep(p.wait_ms / 1000)
     t0 = time.monotonic()
     old_proc = ManagedProcess(f"flink.{p.job}", settings.home)
