@@ -447,7 +447,7 @@ METRICS_FRESH = "500 ms"
 
 
 def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted=None, before_submit=None,
-            cluster: str | None = None) -> None:
+            cluster: str | None = None, log_name: str | None = None) -> None:
     """Build a job on a fresh environment with the latency settings and run it until cancelled or stopped.
 
     The mini cluster's REST endpoint listens on a free port of 127.0.0.1, so the job is operable through
@@ -456,6 +456,7 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
     before_submit() may return more configuration, once the JVM runs and the graph is built (a hot swap
     takes the old version's savepoint only then, so the new one has less to catch up).
     A job that ends (stopped with a savepoint) returns; SIGTERM cancels it (on a cluster: stops it with a savepoint).
+    log_name: where under <home>/logs/ its JVM logs (flink.<name> by default).
     """
     settings = JobSettings()
     if cluster:
@@ -466,7 +467,7 @@ def run_job(name: str, build, config: dict[str, str] | None = None, on_submitted
         local = {"rest.port": str(port), "rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1",
                  "metrics.fetcher.update-interval": METRICS_FRESH}
         rest_url = f"http://127.0.0.1:{port}"
-    env = environment(settings.config() | local | (config or {}), name=f"flink.{name}")
+    env = environment(settings.config() | local | (config or {}), name=log_name or f"flink.{name}")
     env.set_buffer_timeout(settings.buffer_timeout_ms)
     build(env)
     extra = before_submit() if before_submit else None
