@@ -6,10 +6,10 @@ reused by an unrelated process after a reboot is never mistaken for ours.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,8 +227,14 @@ def host_speed(seconds: float = 1.0) -> list[float]:
     """single_core_speed of every CPU, measured at once (a process each): what the host gives all its cores
     together. On a shared VM a second core can run at half the first's speed while either alone is fast."""
     cores = os.cpu_count() or 1
-    with multiprocessing.get_context("fork").Pool(cores) as pool:
-        return sorted(pool.map(single_core_speed, [seconds] * cores), reverse=True)
+    # new interpreters, not forks: a fork of a process with other threads (PyFlink's gateway, gRPC) can hang on
+    # a lock one of them held (a pool of forks once never returned in `make test`); they start together at start_at
+    start_at = time.time() + 0.5
+    probe = ("import sys, time; from scorestream.process import single_core_speed; "
+             "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); print(single_core_speed(float(sys.argv[1])))")
+    children = [subprocess.Popen([sys.executable, "-c", probe, str(seconds), str(start_at)], stdout=subprocess.PIPE,
+                                 text=True) for _ in range(cores)]
+    return sorted((float(child.communicate(timeout=seconds + 60)[0]) for child in children), reverse=True)
 
 
 def describe_speeds(speeds: list[float]) -> str:
