@@ -118,7 +118,7 @@ def run(job: str, build_job, restore: str = "latest", deployment_id: str | None 
     started = time.time()
     # each deployment's JVM logs apart: during an upgrade two run side by side
     flink.run_job(job, lambda env: build_job(env, answered, answered_by), flink_config(home, point), submitted,
-                  savepoint_when_ready, cluster, log_name=f"flink.{job}/{deployment_id}")
+                  savepoint_when_ready, cluster, log_name=f"{home.jvm_logs.name}/{deployment_id}")
     # the job ended by itself: fine only if it was stopped with a savepoint
     if not any(p.kind == "savepoint" and p.time_ms >= started * 1000 for p in home.restore_points()):
         raise UserError(f"{job}: the job ended without a savepoint; see its log")

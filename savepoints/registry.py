@@ -59,6 +59,7 @@ class JobHome:
     def __init__(self, home: Path, job: str):
         self.job = job
         self.dir = Path(home) / "savepoints" / job
+        self.jvm_logs = Path(home) / "logs" / f"flink.{job}"      # a folder per deployment (savepoints/deploy.py)
 
     @property
     def checkpoints(self) -> Path:
@@ -128,10 +129,11 @@ class JobHome:
         return None
 
     def prune(self) -> None:
-        """Keep the checkpoint directories of the latest KEEP_RUNS runs."""
-        runs = sorted((d for d in self.checkpoints.glob("*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
-        for d in runs[:-KEEP_RUNS]:
-            shutil.rmtree(d, ignore_errors=True)
+        """Keep the checkpoint directories and the JVM logs of the latest KEEP_RUNS runs."""
+        for parent in (self.checkpoints, self.jvm_logs):
+            runs = sorted((d for d in parent.glob("*") if d.is_dir()), key=lambda d: d.stat().st_mtime)
+            for d in runs[:-KEEP_RUNS]:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def age(ms: int) -> str:

@@ -150,3 +150,17 @@ def test_the_attempt_number_in_both_python_modes():
     thread = SimpleNamespace(get_attempt_number=removed,
                              _runtime_context=SimpleNamespace(getTaskInfo=lambda: info))
     assert attempt_number(process) == 2 and attempt_number(thread) == 1
+
+
+def test_prune_keeps_the_checkpoints_and_jvm_logs_of_the_latest_runs(tmp_path):
+    home = JobHome(tmp_path, "rendezvous")
+    for parent in (home.checkpoints, home.jvm_logs):
+        for i in range(5):
+            run = parent / f"run{i}"
+            run.mkdir(parents=True)
+            os.utime(run, (1_000 + i, 1_000 + i))
+    (home.jvm_logs / "flink-root-python-vm.log").write_text("a log of before: not a run")
+    home.prune()
+    for parent in (home.checkpoints, home.jvm_logs):
+        assert sorted(d.name for d in parent.iterdir() if d.is_dir()) == ["run2", "run3", "run4"]
+    assert (home.jvm_logs / "flink-root-python-vm.log").exists()
