@@ -14,19 +14,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 import click
 import orjson
 
+from savepoints.timeline import VERY_LATE_MS, CpuTrace, timeline
 from scorestream import kafka
 from scorestream.client import assigned_consumer
 from scorestream.contract import Request
 from scorestream.synthetic import TransactionGenerator, fresh_seed
-
-VERY_LATE_MS = 50               # issue 14's bound around an upgrade: no answer later than the SLA plus this
-
 
 @dataclass
 class Sent:
@@ -61,25 +58,6 @@ class SwapLoad:
         very_late = sum(1 for x in lat if x > self.sla_ms + VERY_LATE_MS)
         return (f"{len(lat)} answers: p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {lat[-1]:.0f} ms, "
                 f"{within:.2%} within the SLA of {self.sla_ms:g} ms, {very_late} later than the SLA + {VERY_LATE_MS} ms")
-
-    def late_seconds(self) -> list[str]:
-        """One line per second of requests (by their ts, local time) with an answer later than the SLA: to lay
-        beside the upgrade's timed steps."""
-        by_second: dict[int, list[tuple[float, str]]] = {}
-        for s in self.sent.values():
-            if s.answers:
-                received, deployment = s.answers[0]
-                by_second.setdefault(int(s.ts // 1000), []).append((received - s.ts, deployment or "?"))
-        lines = []
-        for second, answers in sorted(by_second.items()):
-            late = [(x, d) for x, d in answers if x > self.sla_ms]
-            if late:
-                very_late = sum(1 for x, _ in late if x > self.sla_ms + VERY_LATE_MS)
-                by = ", ".join(f"{d} {n}" for d, n in Counter(d for _, d in late).most_common())
-                lines.append(f"  {time.strftime('%H:%M:%S', time.localtime(second))}  {len(late):4d} of "
-                             f"{len(answers)} late, {very_late:4d} later than SLA + {VERY_LATE_MS} ms, max "
-                             f"{max(x for x, _ in late):.0f} ms (answered by {by})")
-        return lines
 
 
 def swap_load(requests_topic: str, results_topic: str, rate: float, seconds: float, sla_ms: float,
@@ -161,8 +139,6 @@ def main(job: str, rate: float, duration: float) -> None:
     warmed = warm_up(KafkaSettings().bootstrap(), sla, rate, 60.0, registry)
     if not warmed.steady:
         print(f"warning: {warmed.line()}")
-    plain = swap_load(requests, results, rate, duration, sla)
-    print(f"without an upgrade: {plain.summary()}; lost {len(plain.lost)}, doubled {len(plain.doubled)}")
     upgrade: dict = {}
 
     def act():
@@ -171,15 +147,23 @@ def main(job: str, rate: float, duration: float) -> None:
                                         capture_output=True, text=True)
         upgrade["t1"] = time.time() * 1000
 
-    swapped = swap_load(requests, results, rate, duration, sla, action=act, action_at_s=duration / 3)
-    print(upgrade["out"].stdout + upgrade["out"].stderr)
+    with CpuTrace() as cpu:
+        t_plain = time.time()
+        plain = swap_load(requests, results, rate, duration, sla)
+        t_swap = time.time()
+        print(f"without an upgrade: {plain.summary()}; lost {len(plain.lost)}, doubled {len(plain.doubled)}")
+        print(f"  cpu ms/s: {cpu.mean(t_plain, t_swap)}", flush=True)
+        swapped = swap_load(requests, results, rate, duration, sla, action=act, action_at_s=duration / 3)
+    out = upgrade["out"].stdout + upgrade["out"].stderr
+    print(out)
     print(f"with an upgrade:    {swapped.summary()}; lost {len(swapped.lost)}, doubled {len(swapped.doubled)}")
     print(f"  during the upgrade command ({(upgrade['t1'] - upgrade['t0']) / 1000:.0f} s): "
           f"{swapped.summary(upgrade['t0'], upgrade['t1'])}")
+    print(f"  cpu ms/s during it: {cpu.mean(upgrade['t0'] / 1000, upgrade['t1'] / 1000)}")
     print("seconds with late answers (by request time), without an upgrade:")
-    print("\n".join(plain.late_seconds()) or "  none")
-    print("with an upgrade:")
-    print("\n".join(swapped.late_seconds()) or "  none")
+    print("\n".join(timeline(plain, cpu=cpu)) or "  none")
+    print("with an upgrade, between its steps:")
+    print("\n".join(timeline(swapped, {"": out}, cpu)) or "  none")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -265,7 +264,9 @@ def test_upgrades_under_load(system, tmp_path):
     upgraded at once: every request answered once, before the cut by the old deployment, after it by the new;
     features of every request once, from the extract deployment that owns it."""
     from savepoints.bench import swap_load
+    from savepoints.timeline import CpuTrace, timeline
     from scorestream.client import assigned_consumer
+    from scorestream.settings import StackSettings
     require_capacity(lambda: system.load(300, 10), spare=0.2)
     old = {job: JobHome(system.home, job).current() for job in ("rendezvous", "extract")}
     code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"),
@@ -274,8 +275,9 @@ def test_upgrades_under_load(system, tmp_path):
     done = {}
     act = upgrade_both(system, code, done)
     t0, t_wall = time.monotonic(), time.time() * 1000
-    load = swap_load(system.registry.name("requests"), system.registry.name("results"), 300, 60, 400,
-                     system.bootstrap, action=act, action_at_s=5, drain_s=20, after_s=15)
+    with CpuTrace(StackSettings(home=system.home)) as cpu:
+        load = swap_load(system.registry.name("requests"), system.registry.name("results"), 300, 60, 400,
+                         system.bootstrap, action=act, action_at_s=5, drain_s=20, after_s=15)
     for job in ("rendezvous", "extract"):
         assert done[job].returncode == 0, done[job].stdout + done[job].stderr
         print(f"\n{job} upgraded {done[job + '_at'] - t0:.0f}s into the load:\n{done[job].stdout}{done[job].stderr}")
@@ -296,31 +298,13 @@ def test_upgrades_under_load(system, tmp_path):
     # 0-27 in the last runs (docs/savepoints.md, figures).
     late = [x for x in load.latencies() if x > 400 + 50]
     print(f"  later than SLA + 50 ms: {len(late)} of {len(load.sent)}, worst {max(load.latencies()):.0f} ms")
-    print_late_timeline(load, t_wall, 400 + 50, {job: done[job].stderr for job in new}, cut)
+
+    def owners(s):          # who owns the request by each job's cut
+        return " ".join(f"{job} {_owner(s, c)}" for job, c in cut.items())
+    print("  timeline:\n" + "\n".join(timeline(load, {job: done[job].stderr for job in new}, cpu, owners)))
 
     check_extract_cut(features, load, cut["extract"], old["extract"].deployment, new["extract"].deployment,
                       least=1000)
-
-
-def print_late_timeline(load, t0_ms: float, late_ms: float, steps: dict[str, str], cuts: dict[str, dict[int, int]],
-                        bucket_s: float = 2.0) -> None:
-    """Late answers per bucket of send time, by the deployments that own them (old or new, per job's cut), beside
-    the upgrades' steps (their clock-stamped stderr lines): where in an upgrade the misses fall."""
-    day = time.strftime("%Y-%m-%d", time.localtime(t0_ms / 1000))
-    events = []
-    for job, text in steps.items():
-        for line in text.splitlines():
-            if m := re.match(r"(\d\d:\d\d:\d\d)\.(\d{3}) (.*)", line):
-                at = time.mktime(time.strptime(f"{day} {m[1]}", "%Y-%m-%d %H:%M:%S")) * 1000 + int(m[2])
-                events.append(((at - t0_ms) / 1000, f"{job}: {m[3][:70]}"))
-    late: dict[int, Counter] = {}
-    for s in load.sent.values():
-        if s.answers and s.answers[0][0] - s.ts > late_ms:
-            owners = " ".join(f"{job} {_owner(s, cut)}" for job, cut in cuts.items())
-            late.setdefault(int((s.ts - t0_ms) / 1000 // bucket_s), Counter())[owners] += 1
-    rows = sorted([(b * bucket_s, f"{sum(n.values())} late: " + ", ".join(f"{k} {v}" for k, v in n.most_common()))
-                   for b, n in late.items()] + events)
-    print("  timeline (s into the load):\n" + "\n".join(f"    {t:6.1f}  {what}" for t, what in rows))
 
 
 def _token_offsets(text: str, topic: str) -> dict[int, int]:
