@@ -160,6 +160,7 @@ def main(job: str, rate: float, duration: float) -> None:
     print(f"  during the upgrade command ({(upgrade['t1'] - upgrade['t0']) / 1000:.0f} s): "
           f"{swapped.summary(upgrade['t0'], upgrade['t1'])}")
     print(f"  cpu ms/s during it: {cpu.mean(upgrade['t0'] / 1000, upgrade['t1'] / 1000)}")
+    print(f"  the new deployment took {cpu.total_s(f'flink.{job}.next'):.1f} CPU-seconds before the cut")
     print("seconds with late answers (by request time), without an upgrade:")
     print("\n".join(timeline(plain, cpu=cpu)) or "  none")
     print("with an upgrade, between its steps:")

@@ -62,6 +62,10 @@ class CpuTrace:
         return (f"host {busy:4.0%} | " + " ".join(f"{p} {v:.0f}" for v, p in parts if v >= 20)
                 + f" workers {workers:.0f}")
 
+    def total_s(self, part: str) -> float:
+        """CPU seconds of a part over the trace (the new deployment, `flink.<job>.next`: until the cut)."""
+        return sum(ms.get(part, 0.0) for _, ms in self.seconds.values()) / 1000
+
     def mean(self, since: float, until: float) -> str:
         """CPU ms/s of every part, on average over the seconds in [since, until) (epoch seconds)."""
         picked = [v for s, v in self.seconds.items() if since <= s < until]

@@ -28,7 +28,8 @@ from savepoints.registry import Deployment, JobHome, code_version, new_deploymen
 from savepoints.rest import FlinkRest, SourceProgress
 from scorestream import kafka, swap
 from scorestream.errors import UserError
-from scorestream.process import ManagedProcess, command_line, cpu_seconds, jit_cpu_seconds, set_scheduler
+from scorestream.process import (ManagedProcess, command_line, cpu_seconds, host_busy_since, host_cpu_jiffies,
+                                 jit_cpu_seconds, set_scheduler)
 from scorestream.settings import StackSettings
 from scorestream.topics import TopicRegistry
 
@@ -44,6 +45,9 @@ JIT_SETTLE_WINDOW_S = 3
 JIT_SETTLED_CPU = 0.03          # settled: compilers under this share of a core over the window
 STARVED_WINDOW_S = 20
 STARVED_CPU = 0.25              # starved at idle priority: the new version got under this share of a core
+BUSY_LOOK_S = 2.0               # the plan looks at the host's CPUs this long
+ROOMY = 0.7                     # busier than this share, the new version's start takes from the answers: say so
+START_CPU_S = "60-95"           # CPU-seconds a new rendezvous took before the cut (docs/savepoints.md, figures)
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Plan:
     env: dict[str, str]
     tokens: dict[str, int]      # topic name -> partitions
     wait_ms: float              # SLA + grace after the old one read its last token
+    host_busy: float = 0.0      # share of the host's CPUs taken (by anything) while the plan was made
 
     def lines(self) -> list[str]:
         return [f"job {self.job}: deployment {self.old.deployment} (code {self.old.version}, "
@@ -64,7 +69,17 @@ class Plan:
                 f"2. savepoint of {self.old.deployment} into {JobHome(StackSettings().home, self.job).dir}, "
                 f"without stopping it; {self.new_deployment} starts from it",
                 "3. swap tokens to " + ", ".join(f"{t} ({n} partitions)" for t, n in self.tokens.items()),
-                f"4. stop {self.old.deployment} {self.wait_ms:.0f} ms (SLA + grace) after it read its last token"]
+                f"4. stop {self.old.deployment} {self.wait_ms:.0f} ms (SLA + grace) after it read its last token",
+                self.room()]
+
+    def room(self) -> str:
+        """Whether the host has the CPU for a second deployment until the cut: without it, answers come late."""
+        if self.host_busy <= ROOMY:
+            return f"the host's CPUs are {self.host_busy:.0%} busy: there is idle CPU for the new version's start"
+        return (f"warning: the host's CPUs are {self.host_busy:.0%} busy. The new version's start and catch-up "
+                f"(a new rendezvous took {START_CPU_S} CPU-seconds before the cut on 2 cores, whatever its priority) "
+                "will take CPU from the answers: some will come later than the SLA until the cut. Upgrade at a "
+                "quieter time, or give the host more cores")
 
 
 @dataclass
@@ -137,6 +152,9 @@ def plan(job: str, grace_ms: float = 1000.0) -> Plan:
     if old is None or pid is None or not rest.reachable() or rest.job(old.flink_job_id)["state"] != "RUNNING":
         raise UserError(f"the {job} job is not running, nothing to upgrade: start it with `scorestream up`")
     argv, env = _proc_argv_env(pid)
+    before = host_cpu_jiffies()
+    time.sleep(BUSY_LOOK_S)
+    busy = host_busy_since(before)
     from rendezvous.policy import DEFAULT_PATH, Policy
     sla_ms = Policy.load(Path(_option(argv, "--policy") or DEFAULT_PATH)).sla_ms
     registry = TopicRegistry.load(prefix=env.get("SCORESTREAM_TOPIC_PREFIX", ""))
@@ -146,7 +164,7 @@ def plan(job: str, grace_ms: float = 1000.0) -> Plan:
         name = registry.name(topic_id)
         tokens[name] = len(admin.list_topics(name, timeout=10).topics[name].partitions)
     return Plan(job, old, new_deployment_id(), code_version(job), _without(argv, "--restore", "--deployment-id",
-                "--takes-over-from"), env, tokens, sla_ms + grace_ms)
+                "--takes-over-from"), env, tokens, sla_ms + grace_ms, busy)
 
 
 def run(p: Plan, say=print) -> Report:

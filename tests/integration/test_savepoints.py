@@ -184,6 +184,7 @@ def test_upgrade_refusals_change_nothing(system, tmp_path):
     before = JobHome(system.home, "rendezvous").current()
     dry = upgrade(system, "rendezvous", code_copy(tmp_path / "a"), "--dry-run")
     assert dry.returncode == 0 and "dry run: nothing changed" in dry.stdout and "swap tokens" in dry.stdout, dry.stderr
+    assert "the host's CPUs are" in dry.stdout
 
     from savepoints.upgrade import UpgradeLock
     with UpgradeLock(JobHome(system.home, "rendezvous")):

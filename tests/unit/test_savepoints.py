@@ -12,7 +12,7 @@ from decoy.replay import ReplaySummary, _decode
 from rendezvous import core
 from rendezvous.policy import Arm, Policy
 from savepoints.registry import Deployment, JobHome
-from savepoints.upgrade import _without
+from savepoints.upgrade import Plan, _without
 from scorestream import swap
 from scorestream.contract import KafkaRecord, Request
 
@@ -164,3 +164,11 @@ def test_prune_keeps_the_checkpoints_and_jvm_logs_of_the_latest_runs(tmp_path):
     for parent in (home.checkpoints, home.jvm_logs):
         assert sorted(d.name for d in parent.iterdir() if d.is_dir()) == ["run2", "run3", "run4"]
     assert (home.jvm_logs / "flink-root-python-vm.log").exists()
+
+
+def test_the_plan_warns_when_the_host_has_no_room_for_a_second_deployment():
+    old = Deployment("rendezvous", "d1", "v1", "http://127.0.0.1:1", "f" * 32, "", None, 0)
+    plan = Plan("rendezvous", old, "d2", "v2", [], {}, {"scoring.requests": 4}, 1100.0, host_busy=0.35)
+    assert plan.lines()[-1] == "the host's CPUs are 35% busy: there is idle CPU for the new version's start"
+    busy = Plan("rendezvous", old, "d2", "v2", [], {}, {"scoring.requests": 4}, 1100.0, host_busy=0.91)
+    assert busy.lines()[-1].startswith("warning: the host's CPUs are 91% busy") and "later than the SLA" in busy.lines()[-1]
