@@ -96,7 +96,9 @@ def upgrade_cmd(job: str, dry_run: bool, grace_ms: float) -> None:
     every partition of the job's input marks the cut: the old version answers
     what came before it, the new one what came after (every result names its
     deployment in `answered_by`). A new version that fails never takes traffic.
-    Undo: the same command with the previous code checked out.
+    Undo: the same command with the previous code checked out. The plan
+    first looks at the host's CPUs: over 70 % busy, it warns that the new
+    version's start will delay answers until the cut.
     """
     from savepoints import upgrade
 
