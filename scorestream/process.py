@@ -234,7 +234,13 @@ def host_speed(seconds: float = 1.0) -> list[float]:
              "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); print(single_core_speed(float(sys.argv[1])))")
     children = [subprocess.Popen([sys.executable, "-c", probe, str(seconds), str(start_at)], stdout=subprocess.PIPE,
                                  text=True) for _ in range(cores)]
-    return sorted((float(child.communicate(timeout=seconds + 60)[0]) for child in children), reverse=True)
+    try:
+        return sorted((float(child.communicate(timeout=seconds + 60)[0]) for child in children), reverse=True)
+    finally:
+        for child in children:      # none left behind when one did not answer (a timeout, a crash)
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 def describe_speeds(speeds: list[float]) -> str:
