@@ -1,7 +1,7 @@
 """Where in an upgrade the late answers fall: the late answers per second of request time, the upgrade's
 clock-stamped steps, and what each part of the system took of the CPU in that second, on one timeline.
 
-Each part's CPU comes from its own counters (/proc, as in scorestream.costs), read once a second while the load runs; during
+Each part's CPU comes from its own counters (scorestream.costs), read once a second while the load runs; during
 an upgrade the new deployment is its own part (`flink.<job>.next`) until the cut.
 """
 
@@ -13,8 +13,8 @@ import time
 from collections import Counter
 from typing import Callable
 
-from scorestream import stack
-from scorestream.process import children, cpu_seconds, host_busy_since, host_cpu_jiffies
+from scorestream import costs
+from scorestream.process import host_busy_since, host_cpu_jiffies
 from scorestream.settings import StackSettings
 
 VERY_LATE_MS = 50               # issue 14's bound around an upgrade: no answer later than the SLA plus this
@@ -38,18 +38,14 @@ class CpuTrace:
         self._stop.set()
         self._thread.join(5)
 
-    def _sample(self) -> dict[str, tuple[int, float]]:
-        children_of = children()
-        return {part: (pid, cpu_seconds(pid, children_of)) for part, pid in stack.pids(self.settings).items()}
-
     def _run(self) -> None:
-        last, host = self._sample(), host_cpu_jiffies()
+        last, host = costs.sample(self.settings), host_cpu_jiffies()
         while not self._stop.wait(1.0 - time.time() % 1.0):
-            now, busy = self._sample(), host_busy_since(host)
+            now, busy = costs.sample(self.settings), host_busy_since(host)
             host = host_cpu_jiffies()
             # a part's name may pass to another process (the new deployment takes the job's at the cut): same pid only
-            ms = {part: 1000 * (cpu - last[part][1]) for part, (pid, cpu) in now.items()
-                  if last.get(part, (None,))[0] == pid}
+            ms = {part: 1000 * (cpu - last.cpu_s[part]) for part, cpu in now.cpu_s.items()
+                  if last.pids.get(part) == now.pids[part]}
             self.seconds[int(time.time()) - 1] = (busy, ms)
             last = now
 

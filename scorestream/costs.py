@@ -7,9 +7,10 @@ with no load, and its resident memory (/proc/<pid>/statm) at the end of the inte
 
 from __future__ import annotations
 
+import os
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.table import Table
 
@@ -27,15 +28,16 @@ class Sample:
     at: float
     cpu_s: dict[str, float]
     rss_mb: dict[str, float]
+    pids: dict[str, int] = field(default_factory=dict)   # a part's name may pass to another process (an upgrade)
 
 
 def sample(settings: StackSettings | None = None) -> Sample:
-    cpu, rss, children_of = {}, {}, children()
-    for name, pid in stack.pids(settings).items():
+    cpu, rss, children_of, pids = {}, {}, children(), stack.pids(settings)
+    for name, pid in pids.items():
         cpu[name], rss[name] = cpu_seconds(pid, children_of), rss_bytes(pid, children_of) / 2**20
     own = resource.getrusage(resource.RUSAGE_SELF)      # the bench's own producer and reader, shown apart
     cpu[LOAD_GENERATOR], rss[LOAD_GENERATOR] = own.ru_utime + own.ru_stime, own.ru_maxrss / 1024
-    return Sample(time.monotonic(), cpu, rss)
+    return Sample(time.monotonic(), cpu, rss, pids | {LOAD_GENERATOR: os.getpid()})
 
 
 @dataclass(frozen=True)
