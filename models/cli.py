@@ -22,6 +22,9 @@ _D = {name: f.default for name, f in WorkerSettings.model_fields.items()}
               help="Most records per micro-batch.")
 @click.option("--batch-ms", type=click.FloatRange(0.1, 10_000), default=_D["batch_ms"],
               help="Longest wait for a first record, in ms; a batch is that record and what else is already fetched.")
+@click.option("--fetch-wait-ms", type=click.IntRange(0, 500), default=_D["fetch_wait_ms"],
+              help="How long the broker may hold a fetch to gather features (fewer, fuller batches: fewer fetch and "
+                   "produce requests per request); 0: every record wakes the worker.")
 @click.option("--metrics-port", type=int, default=_D["metrics_port"], help="Serve /metrics here; 0: off.")
 @click.option("--registry-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Model registry folder. [default: models/registry]")

@@ -54,6 +54,7 @@ class WorkerSettings(BaseSettings):
     role: Literal["candidate", "canary"] = "candidate"
     batch_size: int = 1000              # most records per micro-batch
     batch_ms: float = 5.0               # longest wait for a first record; the batch is what is fetched by then
+    fetch_wait_ms: int = 10             # how long the broker may hold a fetch to gather features; 0: every record wakes it
     metrics_port: int = 0               # 0: no /metrics endpoint
     registry_dir: Path | None = None    # None: models/registry of this package
     session_timeout_ms: int = 10_000    # how soon a dead replica's partitions move to the others
@@ -117,7 +118,7 @@ class Worker:
         self.deadletters = DeadLetterSink(self.producer, topics.name("deadletter"), self.stage)
         self._consumer_config = {"session.timeout.ms": settings.session_timeout_ms, "client.id": self.stamp.worker,
                                  "partition.assignment.strategy": "cooperative-sticky", "on_commit": self._on_commit,
-                                 **kafka.gathered_fetch()}
+                                 **kafka.gathered_fetch(wait_ms=settings.fetch_wait_ms)}
         if settings.instance_id:
             self._consumer_config["group.instance.id"] = settings.instance_id
         self._bootstrap = bootstrap

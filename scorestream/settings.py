@@ -52,7 +52,8 @@ class KafkaSettings(_Settings):
     kafka_config: Path | None = None
     topic_prefix: str = ""
     topics_file: Path = PROJECT_ROOT / "topics.yaml"
-    # How long the broker may hold a fetch of a consumer on the answer's path to gather more records.
+    # How long the broker may hold a fetch of a Flink job's reader on the answer's path to gather more records
+    # (the workers have their own, WorkerSettings.fetch_wait_ms).
     # 0 wakes every consumer on every record: the broker's CPU then goes up with readers x records.
     fetch_wait_ms: int = 5
     # Which replication of topics.yaml applies: embedded (one broker) or cluster; empty: what `up` started.
