@@ -25,6 +25,10 @@ _D = {name: f.default for name, f in WorkerSettings.model_fields.items()}
 @click.option("--fetch-wait-ms", type=click.IntRange(0, 500), default=_D["fetch_wait_ms"],
               help="How long the broker may hold a fetch to gather features (fewer, fuller batches: fewer fetch and "
                    "produce requests per request); 0: every record wakes the worker.")
+@click.option("--scores-partitioning", type=click.Choice(["batch", "key"]), default=_D["scores_partitioning"],
+              help="batch: the scores of a micro-batch go to one partition of scoring.scores, taking turns (one "
+                   "produce request per batch); key: each to its request id's partition. The key is the request "
+                   "id either way.")
 @click.option("--metrics-port", type=int, default=_D["metrics_port"], help="Serve /metrics here; 0: off.")
 @click.option("--registry-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Model registry folder. [default: models/registry]")

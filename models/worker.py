@@ -55,6 +55,7 @@ class WorkerSettings(BaseSettings):
     batch_size: int = 1000              # most records per micro-batch
     batch_ms: float = 5.0               # longest wait for a first record; the batch is what is fetched by then
     fetch_wait_ms: int = 10             # how long the broker may hold a fetch to gather features; 0: every record wakes it
+    scores_partitioning: Literal["batch", "key"] = "batch"   # batch: a batch's scores in one partition, in turn
     metrics_port: int = 0               # 0: no /metrics endpoint
     registry_dir: Path | None = None    # None: models/registry of this package
     session_timeout_ms: int = 10_000    # how soon a dead replica's partitions move to the others
@@ -133,6 +134,9 @@ class Worker:
         self.in_flight: deque[InFlight] = deque()
         self.acked: dict[tuple[str, int], int] = {}     # next offsets whose outputs are all acknowledged
         self.dirty = False                              # acked moved since the last commit
+        self.scores_partitions: list[int] = []         # of scoring.scores, read once (scores_partitioning=batch)
+        self._metadata_retry = 0.0
+        self.batches_out = 0
 
     def stop(self, *_args) -> None:
         """Finish the current batch, commit, leave the group (signal handler: only sets a flag)."""
@@ -196,12 +200,34 @@ class Worker:
                          len(records), len(result.scored), len(result.rejected), result.model_errors, started,
                          waiting=len(result.scored) + len(result.rejected))
         self.in_flight.append(batch)
+        partition = self._scores_partition()
         for _, score in result.scored:
-            kafka.produce(self.producer, self.scores_topic, score.to_record(), on_delivery=batch.delivered)
+            kafka.produce(self.producer, self.scores_topic, score.to_record(), on_delivery=batch.delivered,
+                          partition=partition)
         for record, reason in result.rejected:
             self.deadletters.send(record, reason, on_delivery=batch.delivered)
         self.metrics.records_in.inc(len(records))
         self.metrics.batch_size.observe(len(records))
+
+    def _scores_partition(self) -> int:
+        """Where this batch's scores go: -1 (the request id's partition) or, by batch, the next partition in
+        turn. librdkafka puts one partition in a produce request, so a batch spread over four partitions by key
+        costs the broker four requests; the rendezvous keys the scores itself and takes its cut on the
+        requests, so it needs no score in its key's partition."""
+        if self.settings.scores_partitioning == "key":
+            return -1
+        if not self.scores_partitions and time.monotonic() >= self._metadata_retry:
+            self._metadata_retry = time.monotonic() + 10.0
+            try:
+                topic = self.producer.list_topics(self.scores_topic, timeout=5).topics.get(self.scores_topic)
+                self.scores_partitions = sorted(topic.partitions) if topic is not None and not topic.error else []
+            except KafkaException as exc:
+                log.warning("%s: no metadata of %s (%s): scores go by key meanwhile", self.stage,
+                            self.scores_topic, exc)
+        if not self.scores_partitions:
+            return -1
+        self.batches_out += 1
+        return self.scores_partitions[self.batches_out % len(self.scores_partitions)]
 
     def _subscribe(self) -> None:
         self.membership = kafka.GroupMembership(self.settings.rejoin_limit_s)

@@ -122,12 +122,13 @@ def gathered_fetch(java: bool = False, wait_ms: int | None = None, min_bytes: in
     return {"fetch.max.wait.ms" if java else "fetch.wait.max.ms": wait, "fetch.min.bytes": min_bytes}
 
 
-def produce(p: Producer, topic: str, record: KafkaRecord, on_delivery=None) -> None:
-    """Produce one record, waiting for queue space instead of failing when the buffer is full."""
+def produce(p: Producer, topic: str, record: KafkaRecord, on_delivery=None, partition: int = -1) -> None:
+    """Produce one record, waiting for queue space instead of failing when the buffer is full; to the key's
+    partition unless `partition` (-1: the partitioner's choice) is given."""
     while True:
         try:
             p.produce(topic, record.value, record.key, headers=list(record.headers) or None,
-                      on_delivery=on_delivery)
+                      on_delivery=on_delivery, partition=partition)
             return
         except BufferError:
             p.poll(0.05)

@@ -210,6 +210,33 @@ def test_a_tampered_model_file_is_refused_at_start(cli_env, tmp_path):
     assert "sha256" in done.stderr and "refusing" in done.stderr
 
 
+@pytest.mark.parametrize("partitioning", ["batch", "key"])
+def test_scores_keep_the_request_id_as_key_whichever_partition_they_go_to(registry, workers, partitioning):
+    """batch (the default): a micro-batch's scores share one partition, the batches take turns, so the broker gets
+    one produce request per batch; key: each score in its request id's partition, as its features were."""
+    features = make_features(seed=26, n=400)
+    p = workers("fraud_xgb@2", "--scores-partitioning", partitioning)
+    wait_for_log(p, "assigned " + registry.name("features"))
+    for burst in range(8):          # live traffic: batches some ms apart, so a batch is one received_at
+        send(registry.name("features"), [f.to_record() for f in features[burst * 50:(burst + 1) * 50]])
+        time.sleep(0.3)
+    feature_partition = {r.key: r.partition for r in collect(registry.name("features"), lambda got: len(got) >= 400)}
+    assert len(set(feature_partition.values())) == 4
+    records = collect(registry.name("scores"), lambda got: len(got) >= 400)
+    assert sorted(r.key for r in records) == sorted(feature_partition)
+    assert all(r.key.decode() == Score.from_record(r).request_id for r in records)
+    if partitioning == "key":
+        assert all(r.partition == feature_partition[r.key] for r in records)
+    else:
+        by_batch: dict[int, set[int]] = {}
+        for r in records:
+            by_batch.setdefault(Score.from_record(r).received_at, set()).add(r.partition)
+        assert all(len(parts) == 1 for parts in by_batch.values()), by_batch
+        assert len({r.partition for r in records}) > 1
+        assert sum(r.partition != feature_partition[r.key] for r in records) > 100
+    assert "400 in, 400 scored" in stop(p)
+
+
 def test_replicas_share_partitions_and_hand_over_on_sigterm(registry, workers):
     features = make_features(seed=24, n=3000)
     ids = {f.request_id for f in features}
