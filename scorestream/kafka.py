@@ -38,6 +38,7 @@ def producer(bootstrap: str | None = None, **overrides: Any) -> Producer:
         "batch.num.messages": 10000,
         "compression.type": "none",     # on loopback, the broker's CPU matters more than bytes: lz4 batches are decompressed to be validated
         "queue.buffering.max.messages": 500_000,
+        "partitioner": "murmur2_random",    # a key's partition as Java's clients (the Flink jobs' sinks) choose it
     }
     return Producer(config | overrides)
 

@@ -144,6 +144,23 @@ def test_results_are_keyed_by_request_id_and_a_request_without_key_is_answered(r
     assert sorted(r.request_id for _, r in found) == sorted(keyed + [unkeyed])
     assert all(key == r.request_id.encode() for key, r in found), found
     assert {r.rule for _, r in found} == {"preferred"}       # the unkeyed request met its score
+    # Our producers hash keys as Java's clients do (murmur2), so a request and its answer share a partition.
+    wanted = {rid.encode() for rid in keyed}
+    assert partitions_of(h, "results", wanted) == partitions_of(h, "requests", wanted)
+
+
+def partitions_of(h, topic: str, keys: set[bytes]) -> dict[bytes, int]:
+    consumer = kafka.consumer(f"test-{uuid.uuid4().hex[:6]}", h.bootstrap)
+    consumer.subscribe([h.registry.name(topic)])
+    found: dict[bytes, int] = {}
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and set(found) < keys:
+            found |= {m.key(): m.partition() for m in consumer.consume(1000, timeout=0.2)
+                      if not m.error() and m.key() in keys}
+    finally:
+        consumer.close()
+    return found
 
 
 def test_exactly_one_answer_despite_duplicates_and_late_scores(rendezvous):
