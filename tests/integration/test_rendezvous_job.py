@@ -16,6 +16,7 @@ from scorestream.metrics import read_metric
 from scorestream.process import ManagedProcess
 from scorestream.synthetic import TransactionGenerator
 from scorestream.ports import free_port
+from tests.readback import read_records
 
 PAYLOAD = TransactionGenerator(0).batch(1)[0].payload
 POLICY = """\
@@ -146,21 +147,9 @@ def test_results_are_keyed_by_request_id_and_a_request_without_key_is_answered(r
     assert {r.rule for _, r in found} == {"preferred"}       # the unkeyed request met its score
     # Our producers hash keys as Java's clients do (murmur2), so a request and its answer share a partition.
     wanted = {rid.encode() for rid in keyed}
-    assert partitions_of(h, "results", wanted) == partitions_of(h, "requests", wanted)
-
-
-def partitions_of(h, topic: str, keys: set[bytes]) -> dict[bytes, int]:
-    consumer = kafka.consumer(f"test-{uuid.uuid4().hex[:6]}", h.bootstrap)
-    consumer.subscribe([h.registry.name(topic)])
-    found: dict[bytes, int] = {}
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline and set(found) < keys:
-            found |= {m.key(): m.partition() for m in consumer.consume(1000, timeout=0.2)
-                      if not m.error() and m.key() in keys}
-    finally:
-        consumer.close()
-    return found
+    partition = {topic: {r.key: r.partition for r in read_records(h.registry.name(topic), h.bootstrap)
+                         if r.key in wanted} for topic in ("requests", "results")}
+    assert set(partition["results"]) == wanted and partition["results"] == partition["requests"]
 
 
 def test_exactly_one_answer_despite_duplicates_and_late_scores(rendezvous):
