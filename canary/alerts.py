@@ -71,8 +71,7 @@ def read_alerts(topic: str, bootstrap: str | None = None, follow: bool = False,
     """Every record of the alerts topic from the beginning; with follow, then every new one."""
     consumer = kafka.consumer(f"scorestream.alerts.read.{uuid.uuid4().hex[:8]}", bootstrap)
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        partitions = list(meta.partitions)
+        partitions = kafka.partitions(consumer, topic)
         ends = {p: kafka.watermarks(consumer, topic, p)[1] for p in partitions}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         done = {p for p, end in ends.items() if end == 0}

@@ -138,8 +138,7 @@ class Archiver:
         serve(self.settings.metrics_port)
         timeout = self.settings.transaction_timeout_s
         bounded(self.producer.init_transactions, timeout)     # fences a dead predecessor's open transaction
-        meta = self.consumer.list_topics(self.archive, timeout=10).topics[self.archive]
-        self.archive_partitions = len(meta.partitions)
+        self.archive_partitions = len(kafka.partitions(self.consumer, self.archive))
         self._subscribe()
         log.info("%s %s: %s -> %s", STAGE, self.settings.instance, self.source, self.archive)
         first_work = last_work = last_lag = None

@@ -35,10 +35,9 @@ class RangeReader:
         return sum(end - start for start, end in self.ranges.values())
 
     def _offsets(self, late_ms: int) -> dict[int, tuple[int, int]]:
-        meta = self.consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
-        if meta is None or meta.error is not None:
+        parts = kafka.partitions(self.consumer, self.topic)
+        if not parts:
             raise UserError(f"topic {self.topic} does not exist on this cluster")
-        parts = sorted(meta.partitions)
 
         def lookup(ts: int) -> dict[int, int]:
             found = self.consumer.offsets_for_times([TopicPartition(self.topic, p, ts) for p in parts], timeout=30)

@@ -219,8 +219,7 @@ class Worker:
         if not self.scores_partitions and time.monotonic() >= self._metadata_retry:
             self._metadata_retry = time.monotonic() + 10.0
             try:
-                topic = self.producer.list_topics(self.scores_topic, timeout=5).topics.get(self.scores_topic)
-                self.scores_partitions = sorted(topic.partitions) if topic is not None and not topic.error else []
+                self.scores_partitions = kafka.partitions(self.producer, self.scores_topic, timeout_s=5)
             except KafkaException as exc:
                 log.warning("%s: no metadata of %s (%s): scores go by key meanwhile", self.stage,
                             self.scores_topic, exc)

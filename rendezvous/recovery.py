@@ -26,10 +26,10 @@ def answered_since(topic: str, since_ms: int, bootstrap: str | None = None, time
     """Request ids of every result in `topic` written at or after since_ms - MARGIN_MS, up to the end now."""
     consumer = kafka.consumer("scorestream.recovery", bootstrap)
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        wanted = [TopicPartition(topic, p, since_ms - MARGIN_MS) for p in meta.partitions]
+        partitions = kafka.partitions(consumer, topic)
+        wanted = [TopicPartition(topic, p, since_ms - MARGIN_MS) for p in partitions]
         starts = consumer.offsets_for_times(wanted, timeout=10)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions}
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
         todo = {tp.partition for tp in starts if 0 <= tp.offset < ends[tp.partition]}
         consumer.assign([tp for tp in starts if tp.partition in todo])
         ids: set[str] = set()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from rendezvous.recovery import answered_since
-from savepoints.registry import Deployment, JobHome, RestorePoint, code_version, new_deployment_id
+from savepoints.registry import Deployment, JobHome, RestorePoint, new_deployment_id
 from savepoints.rest import FlinkRest
 from scorestream import flink, topics
 from scorestream.errors import UserError
@@ -93,7 +93,7 @@ def run(job: str, build_job, restore: str = "latest", deployment_id: str | None 
             answered = frozenset(answered_since(results, point.time_ms, kafka_settings.bootstrap()))
             print(f"{job}: {len(answered)} requests answered since the restore point read from {results} "
                   f"in {time.monotonic() - t0:.1f}s; they will not be answered again", flush=True)
-    deployment_id, version = deployment_id or new_deployment_id(), code_version(job)
+    deployment_id, version = deployment_id or new_deployment_id(), flink.code_version(job)
     answered_by = {"job": job, "version": version, "deployment": deployment_id}
 
     def savepoint_when_ready() -> dict[str, str] | None:

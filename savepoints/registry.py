@@ -18,8 +18,6 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from scorestream.flink import code_version  # noqa: F401 - the deployments' code version, as before
-
 JOBS = ("extract", "rendezvous")
 KEEP_RUNS = 3                      # checkpoint directories of the latest runs kept; older ones are deleted
 

@@ -24,10 +24,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from savepoints.registry import Deployment, JobHome, code_version, new_deployment_id
+from savepoints.registry import Deployment, JobHome, new_deployment_id
 from savepoints.rest import FlinkRest, SourceProgress
 from scorestream import kafka, swap
 from scorestream.errors import UserError
+from scorestream.flink import code_version
 from scorestream.process import (ManagedProcess, command_line, cpu_seconds, host_busy_since, host_cpu_jiffies,
                                  jit_cpu_seconds, set_scheduler)
 from scorestream.settings import StackSettings
@@ -162,7 +163,7 @@ def plan(job: str, grace_ms: float = 1000.0) -> Plan:
     tokens = {}
     for topic_id in SOURCES[job][1]:
         name = registry.name(topic_id)
-        tokens[name] = len(admin.list_topics(name, timeout=10).topics[name].partitions)
+        tokens[name] = len(kafka.partitions(admin, name))
     return Plan(job, old, new_deployment_id(), code_version(job), _without(argv, "--restore", "--deployment-id",
                 "--takes-over-from"), env, tokens, sla_ms + grace_ms, busy)
 

@@ -70,7 +70,7 @@ def policy_extractor() -> Extractor:
 def assigned_consumer(topic: str, bootstrap: str | None = None, from_beginning: bool = False) -> Consumer:
     """A consumer on every partition of topic, positioned now: at the start, or at the current end."""
     consumer = kafka.consumer(f"scorestream.follow.{uuid.uuid4().hex[:8]}", bootstrap)
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    partitions = kafka.partitions(consumer, topic)
     # explicit end offsets, not OFFSET_END: that one resolves at the first fetch and could skip a result
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING if from_beginning else
                                     kafka.watermarks(consumer, topic, p)[1]) for p in partitions])

@@ -147,6 +147,13 @@ def consume_ready(consumer: Consumer, max_messages: int = 1000, timeout_s: float
     return [first, *consumer.consume(max_messages - 1, timeout=0)] if max_messages > 1 else [first]
 
 
+def partitions(client: Consumer | Producer | AdminClient, topic: str, timeout_s: float = 10.0) -> list[int]:
+    """The partition numbers of `topic`, in order, from the client's metadata; [] when the cluster has no such
+    topic."""
+    meta = client.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    return [] if meta is None or meta.error is not None else sorted(meta.partitions)
+
+
 def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float = 10.0) -> tuple[int, int]:
     """(low, high) offsets of a partition, retried while a new topic's leader is still taking over."""
     deadline = time.monotonic() + timeout_s
@@ -162,16 +169,15 @@ def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float 
             time.sleep(0.1)
 
 
-def last_records(topic: str, bootstrap: str | None = None, partitions: list[int] | None = None,
+def last_records(topic: str, bootstrap: str | None = None, only: list[int] | None = None,
                  timeout_s: float = 10.0) -> dict:
-    """The newest record of each partition of `topic` (all, or those given) that has one, by partition.
+    """The newest record of each partition of `topic` (all, or `only` those) that has one, by partition.
 
     Read from a few offsets before the end: with read_committed the last offset may be a transaction marker."""
     c = consumer("scorestream.last-value", bootstrap)
     try:
-        if partitions is None:
-            partitions = list(c.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
-        ends = {p: watermarks(c, topic, p, timeout_s) for p in partitions}
+        wanted = partitions(c, topic, timeout_s) if only is None else only
+        ends = {p: watermarks(c, topic, p, timeout_s) for p in wanted}
         ends = {p: (low, high) for p, (low, high) in ends.items() if high > low}
         if not ends:
             return {}

@@ -7,6 +7,10 @@ the test would end on a timeout that names no cause. So such a test first offers
 and is skipped, with the figures, when the host's CPUs were taken: at least BUSY with fewer than LEAST of the
 answers within the SLA (no CPU for the rate), or more than 1 - spare (no room for a new version, which starts
 at idle priority). A system that answers late on a host with CPU to spare still fails.
+
+Before that, warm_up_at warms the system at the test's own rate: `up` warms it at 200/s, and a young system's
+JIT compilers take a share of the host for minutes (docs/benchmarks.md), so a check right after `up` judged
+their work, not the system's.
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ import pytest
 
 from scorestream.load import LoadReport
 from scorestream.process import host_busy_since, host_cpu_jiffies
+from scorestream.topics import TopicRegistry
 from scorestream.warmup import SATURATED as BUSY     # the host's CPUs this busy: no CPU to spare, as `up` says
+from scorestream.warmup import warm_up
 
 LEAST = 0.9
+WARM_UP_S = 120.0
+
+
+def warm_up_at(rate: float, sla_ms: float, bootstrap: str, registry: TopicRegistry) -> None:
+    """`up`'s warm-up (scorestream/warmup.py) at the test's rate, for at most WARM_UP_S; what it found is printed."""
+    print(warm_up(bootstrap, sla_ms, rate, WARM_UP_S, registry).line())
 
 
 def busy_during(load: Callable[[], LoadReport]) -> tuple[LoadReport, float]:

@@ -16,8 +16,7 @@ def end_offsets(topic: str, bootstrap: str | None = None) -> dict[int, int]:
     """High watermark of every partition of topic."""
     c = kafka.consumer(f"scorestream-offsets-{uuid.uuid4().hex[:8]}", bootstrap)
     try:
-        meta = c.list_topics(topic, timeout=10).topics[topic]
-        return {p: kafka.watermarks(c, topic, p)[1] for p in meta.partitions}
+        return {p: kafka.watermarks(c, topic, p)[1] for p in kafka.partitions(c, topic)}
     finally:
         c.close()
 
@@ -55,8 +54,7 @@ def count_keys(topic: str, wanted: set[str], bootstrap: str | None = None, timeo
     """How often each key of `topic` occurs (read committed, from the beginning), read until every wanted key
     was seen (or timeout_s), then linger_s more: a second copy would show up too."""
     c = kafka.consumer(f"scorestream-count-{uuid.uuid4().hex[:8]}", bootstrap)
-    meta = c.list_topics(topic, timeout=10).topics[topic]
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in kafka.partitions(c, topic)])
     counts: Counter = Counter()
     deadline, until = time.monotonic() + timeout_s, None
     try:

@@ -78,7 +78,7 @@ class ComposeSystem:
         the fallbacks' deadlines (2026-11-27: in none of 30 rounds did it give most answers, its workers
         assigned and scoring)."""
         admin = kafka.admin(self.bootstrap)
-        partitions = len(admin.list_topics("scoring.features", timeout=10).topics["scoring.features"].partitions)
+        partitions = len(kafka.partitions(admin, "scoring.features"))
         deadline, waiting = time.monotonic() + timeout_s, {}
         while time.monotonic() < deadline:
             groups = [f"scorestream.score.{ref}" for ref in WORKER_MODELS]

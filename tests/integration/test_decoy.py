@@ -50,7 +50,7 @@ def _publish(bootstrap: str, topic: str, count: int, rate: float, sent: list[Kaf
 def read_committed(bootstrap: str, topic: str) -> list[KafkaRecord]:
     """Every record of topic a read_committed reader sees, up to the last stable offset."""
     c = kafka.consumer(f"test-{uuid.uuid4().hex[:8]}", bootstrap, **{"enable.partition.eof": True})
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    parts = kafka.partitions(c, topic)
     c.assign([TopicPartition(topic, p, 0) for p in parts])
     todo, out = set(parts), []
     deadline = time.monotonic() + 30

@@ -23,7 +23,7 @@ from scorestream.process import ManagedProcess
 from scorestream.load import run_load
 from scorestream.publish import DelayedOutcomes, publish, synthetic_requests
 from scorestream.ports import free_port
-from tests.capacity import require_capacity
+from tests.capacity import require_capacity, warm_up_at
 
 pytestmark = pytest.mark.slow      # minutes of load and new JVMs: `make test-slow`, which CI runs after `make test`
 
@@ -127,11 +127,13 @@ def wait_answering(registry, results: Results, timeout_s: float = 120) -> None:
     pytest.fail("the system never answered with a model")
 
 
+@pytest.mark.timeout(480)     # up to 2 min of warm-up at RATE, then 1.5-2 min of learning
 def test_the_bandit_finds_the_better_model_keeps_it_through_a_savepoint_and_holds_a_cap(system, broker, registry):
     procs, restart_rendezvous, metrics_url = system
     results = Results(broker.bootstrap, registry.name("results"))
     try:
         wait_answering(registry, results)
+        warm_up_at(RATE, 250, broker.bootstrap, registry)     # no outcomes either
         require_capacity(lambda: run_load(registry.name("requests"), registry.name("results"), RATE, 10, 250,
                                           broker.bootstrap))     # no outcomes: the learner sees none of it
 

@@ -23,7 +23,7 @@ from scorestream.load import run_load
 from scorestream.process import ManagedProcess
 from scorestream.topics import TopicRegistry
 from scorestream.ports import free_port
-from tests.capacity import require_capacity
+from tests.capacity import require_capacity, warm_up_at
 from tests.integration.test_system import POLICY     # the same small system: one place to change it
 
 pytestmark = pytest.mark.slow      # minutes of load and new JVMs: `make test-slow`, which CI runs after `make test`
@@ -259,7 +259,7 @@ def check_extract_cut(features, load, cut: dict[int, int], old: str, new: str, l
     assert all(extracted[rid] == [by[side(s)]] for rid, s in load.sent.items())
 
 
-@pytest.mark.timeout(540)
+@pytest.mark.timeout(660)
 def test_upgrades_under_load(system, tmp_path):
     """One load at 300/s (a minute, and 15 s more once both upgrades are done); the rendezvous and the extract job
     upgraded at once: every request answered once, before the cut by the old deployment, after it by the new;
@@ -268,7 +268,8 @@ def test_upgrades_under_load(system, tmp_path):
     from savepoints.timeline import CpuTrace, timeline
     from scorestream.client import assigned_consumer
     from scorestream.settings import StackSettings
-    require_capacity(lambda: system.load(300, 10), spare=0.2)
+    warm_up_at(300, 400, system.bootstrap, system.registry)
+    require_capacity(lambda: system.load(300, 10), spare=0.1)
     old = {job: JobHome(system.home, job).current() for job in ("rendezvous", "extract")}
     code = code_copy(tmp_path, ("rendezvous/core.py", "GRACE_MS = 10_000", "GRACE_MS = 10_000  # v2"),
                      ("extractors/job.py", 'STAGE = "extract"', 'STAGE = "extract"  # v2'))

@@ -25,6 +25,16 @@ def test_apply_creates_with_the_declared_configs(broker, registry):
     assert topics.plan(admin, registry).empty      # a second apply has nothing to do
 
 
+def test_partitions_are_read_from_any_client_and_an_unknown_topic_has_none(broker, registry):
+    name = registry.name("scores")
+    clients = (kafka.admin(broker.bootstrap), kafka.producer(broker.bootstrap),
+               kafka.consumer(f"t-{uuid.uuid4().hex[:6]}", broker.bootstrap))
+    for client in clients:
+        assert kafka.partitions(client, name) == list(range(registry["scores"].partitions))
+        assert kafka.partitions(client, f"no-such-topic-{uuid.uuid4().hex[:6]}") == []
+    clients[2].close()
+
+
 def _registry_file(tmp_path, **changes):
     doc = yaml.safe_load(open(topics.KafkaSettings().topics_file))
     for topic_id, spec in changes.items():
