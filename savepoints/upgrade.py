@@ -2,13 +2,14 @@
 swap token on every partition of the job's input marks the cut (scorestream.swap).
 
 1. the new deployment starts with the old one's command line and environment, `--takes-over-from OLD`, at idle
-   scheduling priority (SCHED_IDLE until the cut): its JVM starts and its graph is built; then a savepoint of the
-   running (old) deployment is taken (the old one goes on running) and the new one starts from it: it reads the
-   same partitions from the savepoint's offsets on and answers nothing yet;
+   scheduling priority (SCHED_IDLE, its session's autogroup at nice 19): its JVM starts and its graph is built;
+   then a savepoint of the running (old) deployment is taken (the old one goes on running) and the new one starts
+   from it: it reads the same partitions from the savepoint's offsets on and answers nothing yet;
 2. a new version that fails (its savepoint does not restore, it crashes) is stopped here: the old one never
    stopped answering;
-3. once the new one runs, has caught up and its JIT compilers have all but settled, it leaves SCHED_IDLE (its
-   compilers stay there) and a token goes to every partition of the input topics;
+3. once the new one runs and has caught up at idle priority, it goes on at low priority (normal threads in an
+   autogroup at nice 10); once it has caught up again and its JIT compilers have all but settled, it gets normal
+   priority, but for its compilers (SCHED_IDLE), and a token goes to every partition of the input topics;
 4. when the old one has read past every token, it still answers what it owns (the requests before the cut)
    for up to the SLA, plus a grace; then it is stopped, and the new one is the job's current deployment.
 """
@@ -37,7 +38,7 @@ from scorestream.topics import TopicRegistry
 SOURCES = {"rendezvous": ("rendezvous_events", ("requests", "scores", "rejections")),
            "extract": ("extract_requests", ("requests",))}
 CUT_TOPIC = "requests"          # the records a deployment owns are requests; tokens among scores only pass
-READY_TIMEOUT_S = 240.0
+READY_TIMEOUT_S = 360.0         # each wait for the new version (on what the answering system leaves)
 IDLE_READY_S = 3.0
 CAUGHT_UP_RECORDS = 200         # ready: the new deployment's source is this close to the end, or to where the
                                 # running one is (a saturated system lags by more)
@@ -45,7 +46,8 @@ JIT_SETTLE_MAX_S = 90           # after catching up, wait this long at most for 
 JIT_SETTLE_WINDOW_S = 3
 JIT_SETTLED_CPU = 0.03          # settled: compilers under this share of a core over the window
 STARVED_WINDOW_S = 20
-STARVED_CPU = 0.25              # starved at idle priority: the new version got under this share of a core
+STARVED_CPU = 0.1               # starved at idle priority: the new version got under this share of a core
+CUT_READY_NICE = 10             # autogroup nice from caught up at idle to the cut: a session at 0 weighs 9x as much
 BUSY_LOOK_S = 2.0               # the plan looks at the host's CPUs this long
 ROOMY = 0.7                     # busier than this share, the new version's start takes from the answers: say so
 START_CPU_S = "60-95"           # CPU-seconds a new rendezvous took before the cut (docs/savepoints.md, figures)
@@ -77,9 +79,10 @@ class Plan:
         """Whether the host has the CPU for a second deployment until the cut: without it, answers come late."""
         if self.host_busy <= ROOMY:
             return f"the host's CPUs are {self.host_busy:.0%} busy: there is idle CPU for the new version's start"
-        return (f"warning: the host's CPUs are {self.host_busy:.0%} busy. The new version's start and catch-up "
-                f"(a new rendezvous took {START_CPU_S} CPU-seconds before the cut on 2 cores, whatever its priority) "
-                "will take CPU from the answers: some will come later than the SLA until the cut. Upgrade at a "
+        return (f"warning: the host's CPUs are {self.host_busy:.0%} busy. The new version starts and catches up "
+                f"at idle priority, on what the answering system leaves (a new rendezvous took {START_CPU_S} "
+                "CPU-seconds before the cut): that can take minutes, and if it gets under a tenth of a core it "
+                "goes on at normal priority, and answers will come later than the SLA until the cut. Upgrade at a "
                 "quieter time, or give the host more cores")
 
 
@@ -186,6 +189,7 @@ def run(p: Plan, say=print) -> Report:
     # from it at once (a nice value only lowers its share, and the old version's answers waited behind it)
     new_proc.start(["chrt", "--idle", "0", *p.argv, "--restore", f"wait:{handoff}", "--deployment-id",
                     p.new_deployment, "--takes-over-from", p.old.deployment], env=p.env)
+    _schedule(new_proc.pid(), os.SCHED_IDLE)        # its session's autogroup too, or it takes a session's share
     # on a session cluster (--flink) the job runs in the cluster's TaskManager, not in this process: nothing to watch
     priority = _StartPriority(new_proc, say, watch="--flink" not in p.argv)
     try:
@@ -198,6 +202,14 @@ def run(p: Plan, say=print) -> Report:
         handoff.write_text(report.savepoint)
         priority.restart()          # it waited for the savepoint, idle by design
         new = _wait_ready(home, new_proc, p, old_rest, priority)
+        # caught up at idle priority; there its compilers look settled only because they get no CPU, and it
+        # falls behind whenever the answering system is busy. Until the cut, a low priority that keeps it up
+        # and lets it compile what it runs, so that at the cut it is current and fast (at normal priority its
+        # catching up and compiling took the host for seconds, with hundreds of answers late)
+        say(f"deployment {p.new_deployment} caught up at idle priority; until the cut at low priority (threads "
+            f"at normal, its autogroup at nice {CUT_READY_NICE})")
+        _schedule(new_proc.pid(), os.SCHED_OTHER, autogroup_nice=CUT_READY_NICE)
+        priority.watching = False
         compiled_s = _wait_compiled(new_proc.pid())
         new = _wait_ready(home, new_proc, p, old_rest, priority)     # still caught up after it
         # from the cut on, it answers; its JIT compilers go on at idle priority, so that the code they have yet
@@ -235,13 +247,15 @@ def run(p: Plan, say=print) -> Report:
     return report
 
 
-def _schedule(pid: int | None, policy: int, jit_compilers: int | None = None) -> None:
+def _schedule(pid: int | None, policy: int, jit_compilers: int | None = None,
+              autogroup_nice: int | None = None) -> None:
     """Every thread of the part (pid and its descendants: a job's JVM is a child of its Python) under the
-    scheduling policy; its JIT compiler threads under `jit_compilers`, if given."""
+    scheduling policy; its JIT compiler threads under `jit_compilers`, if given; its autogroup at
+    `autogroup_nice` (by default 19 under SCHED_IDLE, else 0)."""
     if pid is None:
         return
     try:
-        set_scheduler(pid, policy, jit_compilers)
+        set_scheduler(pid, policy, jit_compilers, autogroup_nice)
     except PermissionError:
         if policy == os.SCHED_IDLE:
             return        # best effort: the old one is stopped next anyway

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from scorestream.process import set_scheduler
+
 # A plain class entry of a class list ("java/lang/Object id: 0"); the lambda and source entries refer to ids of
 # their own list, so lists of several JVMs merge only by their plain entries.
 _PLAIN = re.compile(r"^([\w/$]+)(?: id: \d+)?$")
@@ -157,7 +159,7 @@ def merged_classes(lists: list[Path]) -> list[str]:
 
 def _idle_priority() -> None:
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        set_scheduler(os.getpid(), os.SCHED_IDLE)       # and its session's autogroup: it leads one
     except OSError:         # not allowed here: the dump runs at the job's own priority
         pass
 

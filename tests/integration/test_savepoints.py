@@ -296,8 +296,8 @@ def test_upgrades_under_load(system, tmp_path):
     check_answer_cut(load, cut["rendezvous"], old["rendezvous"].deployment, new["rendezvous"].deployment,
                      least=1000)
     # Answers later than the SLA + 50 ms: measured and printed, not asserted. On the shared 2-core machine some
-    # still come: in the young system's first seconds and while the new versions start and catch up; at the cuts
-    # 0-27 in the last runs (docs/savepoints.md, figures).
+    # still come in the young system's first seconds; none in the last three runs of the upgrades themselves,
+    # 0-842 before the new versions waited at autogroup nice 10 (docs/savepoints.md, figures).
     late = [x for x in load.latencies() if x > 400 + 50]
     print(f"  later than SLA + 50 ms: {len(late)} of {len(load.sent)}, worst {max(load.latencies()):.0f} ms")
 

@@ -1,5 +1,8 @@
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from scorestream.process import ManagedProcess
 
@@ -85,3 +88,33 @@ def test_command_line_of_a_process_and_of_one_gone():
         child.kill()
         child.wait()
     assert command_line(child.pid) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="this kernel has no autogroups")
+def test_idle_priority_holds_against_the_parts_of_other_sessions(tmp_path):
+    """The kernel shares the CPUs between sessions before it looks at a thread's policy: a part at SCHED_IDLE
+    in a session of its own (as every ManagedProcess is) took a session's share until its autogroup got nice 19.
+    One busy loop per CPU at normal priority, each in a session of its own, and one at SCHED_IDLE."""
+    import os
+    from scorestream.process import cpu_seconds, set_scheduler
+    loop = [sys.executable, "-c", "while True: pass"]
+    procs = [ManagedProcess(f"busy{i}", tmp_path) for i in range(os.cpu_count() or 1)]
+    idle = ManagedProcess("idle", tmp_path)
+    try:
+        for proc in procs:
+            proc.start(loop)
+        idle.start(["chrt", "--idle", "0", *loop])
+        set_scheduler(idle.pid(), os.SCHED_IDLE)
+        assert Path(f"/proc/{idle.pid()}/autogroup").read_text().split()[-1] == "19"
+        time.sleep(0.5)
+        before = [cpu_seconds(p.pid()) for p in (*procs, idle)]
+        time.sleep(2)
+        got = [cpu_seconds(p.pid()) - b for p, b in zip((*procs, idle), before)]
+        assert got[-1] < min(got[:-1]) / 4, got
+        set_scheduler(idle.pid(), os.SCHED_OTHER, autogroup_nice=10)       # an upgrade's last seconds before the cut
+        assert Path(f"/proc/{idle.pid()}/autogroup").read_text().split()[-1] == "10"
+        set_scheduler(idle.pid(), os.SCHED_OTHER)
+        assert Path(f"/proc/{idle.pid()}/autogroup").read_text().split()[-1] == "0"
+    finally:
+        for proc in (*procs, idle):
+            proc.stop(timeout_s=5)
