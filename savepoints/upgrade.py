@@ -206,9 +206,10 @@ def run(p: Plan, say=print) -> Report:
         # falls behind whenever the answering system is busy. Until the cut, a low priority that keeps it up
         # and lets it compile what it runs, so that at the cut it is current and fast (at normal priority its
         # catching up and compiling took the host for seconds, with hundreds of answers late)
-        say(f"deployment {p.new_deployment} caught up at idle priority; until the cut at low priority (threads "
-            f"at normal, its autogroup at nice {CUT_READY_NICE})")
-        _schedule(new_proc.pid(), os.SCHED_OTHER, autogroup_nice=CUT_READY_NICE)
+        if not priority.starved:        # (a starved one was told it goes on at normal priority)
+            say(f"deployment {p.new_deployment} caught up at idle priority; until the cut at low priority "
+                f"(threads at normal, its autogroup at nice {CUT_READY_NICE})")
+            _schedule(new_proc.pid(), os.SCHED_OTHER, autogroup_nice=CUT_READY_NICE)
         priority.watching = False
         compiled_s = _wait_compiled(new_proc.pid())
         new = _wait_ready(home, new_proc, p, old_rest, priority)     # still caught up after it
@@ -288,6 +289,7 @@ class _StartPriority:
 
     def __init__(self, proc: ManagedProcess, say, watch: bool = True) -> None:
         self.proc, self.say, self.watching = proc, say, watch
+        self.starved = False
         self.restart()
 
     def restart(self) -> None:
@@ -305,7 +307,7 @@ class _StartPriority:
             got = self.samples[-1][1] - cpu
             if 0 <= got < STARVED_CPU * (now - t):      # (less than before: a process of it ended, the wait says why)
                 _schedule(pid, os.SCHED_OTHER)
-                self.watching = False       # at normal priority from now on
+                self.watching, self.starved = False, True       # at normal priority from now on
                 self.say(f"the host has no idle CPU for the new version (it got {got:.1f} CPU-seconds in "
                          f"{now - t:.0f}s at idle priority): it goes on at normal priority, and answers may come "
                          "later until the cut")

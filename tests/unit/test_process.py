@@ -63,6 +63,7 @@ def test_a_starved_new_version_goes_on_at_normal_priority(tmp_path, monkeypatch)
                 watch.check()
             time.sleep(0.2)
         assert not watches["starved"].watching and watches["busy"].watching
+        assert watches["starved"].starved and not watches["busy"].starved
         assert os.sched_getscheduler(procs["starved"].pid()) == os.SCHED_OTHER
         assert os.sched_getscheduler(procs["busy"].pid()) == os.SCHED_IDLE
         assert len(said) == 1 and "no idle CPU" in said[0] and "normal priority" in said[0]
