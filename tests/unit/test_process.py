@@ -119,3 +119,8 @@ def test_idle_priority_holds_against_the_parts_of_other_sessions(tmp_path):
     finally:
         for proc in (*procs, idle):
             proc.stop(timeout_s=5)
+
+
+def test_an_autogroup_that_cannot_be_set_is_told_not_raised():
+    from scorestream.process import set_autogroup_nice
+    assert set_autogroup_nice(2**22 + 1, 19) is False          # beyond any pid: no such process
