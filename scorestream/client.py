@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -30,6 +30,11 @@ from extractors import ExtractError, Extractor, get_extractor
 from scorestream import kafka
 from scorestream.contract import ContractError, Request, Result
 from scorestream.topics import TopicRegistry
+
+
+class RequestNotSent(ConnectionError):
+    """The client could not deliver the request to the broker (after retrying for librdkafka's
+    message.timeout.ms): the system never saw it, so no answer will come."""
 
 
 class RequestRejected(ValueError):
@@ -77,14 +82,18 @@ def assigned_consumer(topic: str, bootstrap: str | None = None, from_beginning: 
     return consumer
 
 
-def follow(consumer: Consumer, stop: threading.Event | None = None, idle_s: float | None = None) -> Iterator[Result]:
+def follow(consumer: Consumer, stop: threading.Event | None = None, idle_s: float | None = None,
+           each_turn: Callable[[], Any] | None = None) -> Iterator[Result]:
     """Results as they arrive, until stop is set or nothing came for idle_s; closes the consumer at the end.
+    each_turn is called at least every 0.1 s, results or not.
 
     No consumer group is joined and nothing is committed: following is read-only.
     """
     last = time.monotonic()
     try:
         while (stop is None or not stop.is_set()) and (idle_s is None or time.monotonic() - last < idle_s):
+            if each_turn is not None:
+                each_turn()
             for msg in kafka.consume_ready(consumer, 1000, 0.1):
                 if msg.error():
                     continue
@@ -101,15 +110,18 @@ class ScoringClient:
     """Publishes requests and resolves their results; thread-safe, one results reader in the background.
 
     extractor: checks payloads before sending; None takes the default policy's, False checks the envelope only
-    (for a system that runs another extractor than rendezvous/policy.yaml names).
+    (for a system that runs another extractor than rendezvous/policy.yaml names). send_timeout_s: how long a
+    request is retried while the broker is unreachable before its future fails with RequestNotSent
+    (librdkafka's message.timeout.ms; 300 s unless given).
     """
 
     def __init__(self, bootstrap: str | None = None, registry: TopicRegistry | None = None,
-                 extractor: Extractor | None | bool = None):
+                 extractor: Extractor | None | bool = None, send_timeout_s: float | None = None):
         self.extractor = policy_extractor() if extractor is None else (extractor or None)
         registry = registry or TopicRegistry.load()
         self.requests_topic = registry.name("requests")
-        self.producer = kafka.producer(bootstrap, **{"linger.ms": 0})
+        timeout = {} if send_timeout_s is None else {"message.timeout.ms": int(send_timeout_s * 1000)}
+        self.producer = kafka.producer(bootstrap, **{"linger.ms": 0}, **timeout)
         self.pending: dict[str, Future] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -118,7 +130,8 @@ class ScoringClient:
         self.reader.start()
 
     def _read(self, consumer: Consumer) -> None:
-        for result in follow(consumer, self.stop):
+        # the producer's delivery reports are served here too: a request that could not be sent fails its future
+        for result in follow(consumer, self.stop, each_turn=lambda: self.producer.poll(0)):
             with self.lock:
                 future = self.pending.pop(result.request_id, None)
             if future is not None:
@@ -132,13 +145,22 @@ class ScoringClient:
         future: Future = Future()
         with self.lock:
             self.pending[request.request_id] = future
-        kafka.produce(self.producer, self.requests_topic, request.to_record())
+        kafka.produce(self.producer, self.requests_topic, request.to_record(),
+                      on_delivery=lambda err, _msg: err is None or self._not_sent(request.request_id, err))
         self.producer.poll(0)
         return future
 
+    def _not_sent(self, request_id: str, err) -> None:
+        with self.lock:
+            future = self.pending.pop(request_id, None)
+        if future is not None:
+            future.set_exception(RequestNotSent(f"request {request_id} was not delivered to {self.requests_topic}: "
+                                                f"{err.str()}; the system never saw it: publish it again"))
+
     def score(self, payload: dict[str, Any], timeout: float = 1.0) -> Result:
         """The answer to one request; RequestRejected when the system refused it (at once, with the
-        reason), TimeoutError when no answer came within timeout seconds."""
+        reason), RequestNotSent when it could not be delivered, TimeoutError when no answer came within
+        timeout seconds."""
         request_id = uuid.uuid4().hex
         future = self.submit(payload, request_id)
         try:

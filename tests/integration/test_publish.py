@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from scorestream import kafka
+from scorestream.client import RequestNotSent, ScoringClient
 from scorestream.publish import publish, synthetic_requests
 from tests.readback import end_offsets, read_keys
 
@@ -75,3 +77,12 @@ def test_cli_outcomes_reports_bad_lines_and_sends_the_rest(cli_env, registry, tm
     assert "line 2:" in done.stderr and "label" in done.stderr and "line 4:" in done.stderr
     assert "delivered 2, failed 0, bad lines 2" in done.stdout
     assert sorted(read_keys(registry.name("outcomes"), {}, cli_env["SCORESTREAM_BOOTSTRAP_SERVERS"])) == [b"a", b"c"]
+
+
+def test_client_request_that_cannot_be_delivered_fails_its_future(broker, registry):
+    admin, topic = kafka.admin(broker.bootstrap), registry.name("requests")
+    admin.delete_topics([topic])[topic].result(10)
+    with ScoringClient(broker.bootstrap, registry, extractor=False, send_timeout_s=1.0) as client:
+        future = client.submit({"amount": 1.0}, "never-sent")
+        error = future.exception(timeout=30)    # reported by the client's reader, with no further call
+    assert isinstance(error, RequestNotSent) and "never-sent" in str(error), error
