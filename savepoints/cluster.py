@@ -26,6 +26,7 @@ import pyflink
 from savepoints.rest import FlinkRest
 from scorestream.flink import METRICS_FRESH, flink_python_jar, python_path
 from scorestream.ports import free_port
+from scorestream.settings import JVM_GC_ARGS
 
 FLINK_HOME = Path(pyflink.__file__).parent
 
@@ -41,6 +42,7 @@ def session_config(rest_port: int, rpc_port: int, slots: int = 4, jobmanager: st
         "taskmanager.memory.process.size": "2048m", "taskmanager.numberOfTaskSlots": str(slots),
         "rest.address": jobmanager, "rest.bind-address": bind, "rest.port": str(rest_port),
         "parallelism.default": "1", "metrics.fetcher.update-interval": METRICS_FRESH,
+        "env.java.opts.all": " ".join(JVM_GC_ARGS),    # the collector's pause goal, as for every JVM of the system
         # the Python of the jobs' functions: this virtualenv's. process: a worker process per operator, so two
         # versions of a job in one TaskManager never share an interpreter; thread: the TaskManager's own embedded
         # interpreter, ~6x faster on the answer's path, one per TaskManager (docs/savepoints.md)

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 from scorestream import secured, security
 from scorestream.errors import UserError
 from scorestream.process import ManagedProcess
-from scorestream.settings import PROJECT_ROOT, StackSettings
+from scorestream.settings import JVM_GC_ARGS, PROJECT_ROOT, StackSettings
 
 PLAINTEXT_LISTENERS = """\
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
@@ -185,7 +185,7 @@ class Broker:
         # generation so small that it collected every ~0.7 s at 500 requests/s (docs/benchmarks.md)
         heap = self.settings.kafka_heap
         self.process.start([
-            java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
+            java, f"-Xmx{heap}", f"-Xms{heap}", *JVM_GC_ARGS,
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             "-cp", classpath, "kafka.Kafka", str(props),
         ])

@@ -36,7 +36,7 @@ from scorestream.ports import free_port
 from scorestream.process import command_line, tree as process_tree
 from pydantic_settings import SettingsConfigDict
 
-from scorestream.settings import PROJECT_ROOT, StackSettings, _Settings
+from scorestream.settings import JVM_GC_ARGS, PROJECT_ROOT, StackSettings, _Settings
 
 
 def connector_jar(settings: StackSettings | None = None) -> Path:
@@ -234,7 +234,7 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
     log_dir = StackSettings().home / "logs" / name
     log_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
-    with _archive_args():     # the first pyflink call below starts the JVM
+    with _jvm_args():         # the first pyflink call below starts the JVM
         from pyflink.common import Configuration
         from pyflink.datastream import StreamExecutionEnvironment
 
@@ -262,12 +262,12 @@ def environment(config: dict[str, str] | None = None, parallelism: int = 1, name
 
 
 @contextlib.contextmanager
-def _archive_args():
-    """JVM_ARGS with the class archive's options while pyflink starts its JVM (its launcher reads them), and
-    only then: Flink's own scripts read JVM_ARGS too, for JVMs of another class path."""
+def _jvm_args():
+    """JVM_ARGS with the collector's options and the class archive's while pyflink starts its JVM (its launcher
+    reads them), and only then: Flink's own scripts read JVM_ARGS too, for JVMs of another class path."""
     before = os.environ.get("JVM_ARGS")
-    if JobSettings().class_archive:
-        os.environ["JVM_ARGS"] = " ".join([*class_archive().jvm_args(os.getpid()), before or ""]).strip()
+    archive = class_archive().jvm_args(os.getpid()) if JobSettings().class_archive else []
+    os.environ["JVM_ARGS"] = " ".join([*JVM_GC_ARGS, *archive, before or ""]).strip()
     try:
         yield
     finally:

@@ -12,6 +12,10 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Every JVM of the system (the broker, the Flink jobs) runs G1 with a pause goal of 20 ms, not its default 200:
+# at 1,000 requests/s the young collections of the broker and the rendezvous (20-50 ms each, every few seconds)
+# held answers past the SLA; at the same CPU, p99 fell from 158-458 to 94-153 ms (docs/benchmarks.md)
+JVM_GC_ARGS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
 
 
 class _Settings(BaseSettings):

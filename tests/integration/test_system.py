@@ -13,12 +13,13 @@ import uuid
 import numpy as np
 import pytest
 
-from scorestream import kafka
+from scorestream import kafka, stack
 from scorestream.client import assigned_consumer
 from scorestream.contract import Request, Result
 from scorestream.load import run_load
 from scorestream.synthetic import TransactionGenerator
-from scorestream.process import ManagedProcess
+from scorestream.process import ManagedProcess, command_line, tree
+from scorestream.settings import JVM_GC_ARGS, StackSettings
 from scorestream.topics import TopicRegistry
 from scorestream.ports import free_port
 from tests.capacity import busy_during, judge_latency
@@ -83,6 +84,17 @@ def load(system, count, rate=50.0, drain_s=10.0):
     home, bootstrap, registry = system
     return busy_during(lambda: run_load(registry.name("requests"), registry.name("results"), rate, count / rate,
                                         400, bootstrap, seed=random.randrange(10**6), drain_s=drain_s))
+
+
+def test_every_jvm_of_the_system_runs_the_collectors_pause_goal(system):
+    home, _, _ = system
+    settings = StackSettings(home=home)
+    jvms = {name: [c for c in map(command_line, tree(pid)) if c and c[0].endswith("java")]
+            for name, pid in stack.pids(settings).items()}
+    assert {name for name, found in jvms.items() if found} >= {"kafka", "flink.extract", "flink.rendezvous"}, jvms
+    for name, found in jvms.items():
+        for args in found:
+            assert all(a in args for a in JVM_GC_ARGS), f"{name}: {args}"
 
 
 def test_a_bad_payload_is_answered_rejected_at_once(system):
