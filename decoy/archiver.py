@@ -338,11 +338,20 @@ class Archiver:
         self._retrying(self.producer.init_transactions, self.settings.call_timeout_s, attempts=15)
 
     def _rewind(self) -> None:
-        """Seek every owned partition back to its committed offset: the next batch starts there."""
+        """Seek every owned partition back to its committed offset: the next batch starts there. A consumer that
+        cannot fetch its committed offsets (its group coordinator lost after a broker restart, as
+        kafka.GroupMembership describes) is replaced instead: a new one starts at them."""
         assignment = self.consumer.assignment()
         if not assignment:
             return
-        for tp in self.consumer.committed(assignment, timeout=30):
+        try:
+            committed = self.consumer.committed(assignment, timeout=self.settings.call_timeout_s)
+        except KafkaException as exc:
+            self.consumer_replacements += 1
+            log.warning("%s: committed offsets unreadable (%s); a new consumer resumes from them", STAGE, exc.args[0])
+            self._new_consumer_for_old()
+            return
+        for tp in committed:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             try:
                 self.consumer.seek(tp)

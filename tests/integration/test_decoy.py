@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -155,6 +156,49 @@ def test_a_consumer_stuck_out_of_its_group_is_replaced_and_the_archive_stays_exa
     publisher.join(30)
     assert archiver.consumer_replacements == 1
     assert archiver.consumer_rebuilds == 0
+
+    archived = [ArchivedRequest.from_record(r) for r in read_committed(broker.bootstrap, archive)]
+    positions = Counter((a.original.partition, a.original.offset) for a in archived)
+    assert len(sent) == count and stats.archived == count
+    assert {(r.partition, r.offset) for r in sent} == set(positions) and set(positions.values()) == {1}
+
+
+def test_a_consumer_that_cannot_read_its_committed_offsets_is_replaced_and_the_archive_stays_exactly_once(
+        broker, registry):
+    """After a broker restart librdkafka can lose a consumer's group coordinator for good, and a rewind (after an
+    aborted or hung transaction) then cannot read the committed offsets: once that killed the decoy. Here the
+    broker is frozen (SIGSTOP) for the committed-offsets call of a rewind at the fourth batch: the consumer is
+    replaced, and the new one resumes from the committed offsets."""
+    from decoy.archiver import Archiver
+    from decoy.settings import DecoySettings
+
+    source, archive = registry.name("requests"), registry.name("archive")
+    count, sent = 2000, []
+    _publish(broker.bootstrap, source, count, 2000, sent)
+    archiver = Archiver(DecoySettings(instance=f"rewind-{uuid.uuid4().hex[:6]}", batch_size=200, batch_ms=20,
+                                      idle_exit_s=3.0, call_timeout_s=2.0), registry, broker.bootstrap)
+    archive_batch, batches = archiver._archive, []
+
+    def rewind_with_the_broker_frozen(msgs: list) -> None:
+        """As _archive after an abort: nothing archived, then a rewind; the broker answers nothing meanwhile."""
+        batches.append(len(msgs))
+        if len(batches) != 4:
+            return archive_batch(msgs)
+        pid = broker.process.pid()
+        os.kill(pid, signal.SIGSTOP)
+        thaw = threading.Timer(3.0, os.kill, (pid, signal.SIGCONT))    # after the call's 2 s timeout
+        thaw.start()
+        try:
+            archiver._rewind()
+        finally:
+            thaw.join()
+
+    archiver._archive = rewind_with_the_broker_frozen
+    try:
+        stats = archiver.run()
+    finally:
+        os.kill(broker.process.pid(), signal.SIGCONT)
+    assert len(batches) > 4 and archiver.consumer_replacements == 1
 
     archived = [ArchivedRequest.from_record(r) for r in read_committed(broker.bootstrap, archive)]
     positions = Counter((a.original.partition, a.original.offset) for a in archived)
