@@ -42,10 +42,6 @@ MAX_CONSUMER_REBUILDS = 10          # in one run; more means something else is w
 MAX_PRODUCER_REBUILDS = 10
 HANG_MARGIN_S = 15.0                # past its own timeout, a producer call is taken for hung
 CALL_ATTEMPTS = 3                   # of a transactional call failing with a retriable error, before a new producer
-# No re-bootstrap when every broker is down (librdkafka's default since 2.10 decommissions them all): a single
-# broker is back at its bootstrap address anyway, and a transactional producer whose group coordinator was
-# decommissioned waits forever in send_offsets_to_transaction (librdkafka issue #5511, open in 2.16).
-NO_REBOOTSTRAP = {"metadata.recovery.strategy": "none"}
 
 
 class CallHung(Exception):
@@ -110,14 +106,12 @@ class Archiver:
             # the archive is not on the answer's path: fetch in bulk, sparing the broker a wake-up per request
             "fetch.min.bytes": 65536,
             "fetch.wait.max.ms": settings.batch_ms,
-            **NO_REBOOTSTRAP,
         })
         self.consumer = self._new_consumer()
         self._producer_config = (bootstrap, {
             "transactional.id": prefix + settings.transactional_id,
             "transaction.timeout.ms": int(settings.transaction_timeout_s * 1000),
             "linger.ms": 5,
-            **NO_REBOOTSTRAP,
         })
         self.producer = self._new_producer()
         self.stats = ArchiverStats()

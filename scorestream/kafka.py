@@ -15,12 +15,20 @@ from scorestream.contract import KafkaRecord
 from scorestream.settings import KafkaSettings
 
 
+# No re-bootstrap when every broker is down (librdkafka's default since 2.10): it decommissions the brokers it
+# knows, again and again through an outage, and that path has left clients stuck after the broker was back: a
+# transactional producer waiting forever on a decommissioned group coordinator (librdkafka issue #5511, open in
+# 2.16), and once `scorestream publish` delivering nothing for 80 s after a restart. The brokers come back at the
+# addresses the client knows; it reconnects to them.
+NO_REBOOTSTRAP = {"metadata.recovery.strategy": "none"}
+
+
 def _base(bootstrap: str | None) -> dict[str, Any]:
     """Where Kafka is and how this client proves who it is (scorestream/security.py)."""
     props = security.client_properties()
     bootstrap = bootstrap or KafkaSettings().bootstrap()
     plaintext = props.get("security.protocol", "PLAINTEXT").upper() == "PLAINTEXT"
-    return props | {"bootstrap.servers": bootstrap,
+    return props | NO_REBOOTSTRAP | {"bootstrap.servers": bootstrap,
                     "error_cb": functools.partial(security.raise_refusal, bootstrap=bootstrap, plaintext=plaintext,
                                                   listener={})}
 
