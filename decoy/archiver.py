@@ -116,7 +116,8 @@ class Archiver:
         self.producer = self._new_producer()
         self.stats = ArchiverStats()
         self.consumer_rebuilds = 0
-        self.consumer_replacements = 0      # of a consumer stuck out of its group: not an error, not capped
+        self.consumer_replacements = 0      # of a consumer stuck out of its group or without its committed
+                                            # offsets: not an error, not capped
         self.producer_rebuilds = 0
         self._hung: list = []       # producers abandoned in a call that never returned: never destroyed
         self.stopping = False
@@ -145,7 +146,7 @@ class Archiver:
                     self._rebuild_consumer(exc)
                     continue
                 if self.membership.stuck():
-                    self._replace_stuck_consumer()
+                    self._replace_consumer(f"out of its group for {self.membership.out_for():.0f}s")
                     continue
                 now = time.monotonic()
                 if batch:
@@ -158,7 +159,7 @@ class Archiver:
                     last_lag = now
                 if now - last_report > REPORT_EVERY_S:
                     log.info("%s: %d archived in %d transactions, %d aborted, %d consumer and %d producer rebuilds, "
-                             "%d stuck consumers replaced", STAGE, self.stats.archived, self.stats.transactions,
+                             "%d consumers replaced", STAGE, self.stats.archived, self.stats.transactions,
                              self.stats.aborts, self.consumer_rebuilds, self.producer_rebuilds,
                              self.consumer_replacements)
                     last_report = now
@@ -193,13 +194,13 @@ class Archiver:
         log.warning("%s: consumer failed (%s); a new one resumes from the committed offsets", STAGE, exc)
         self._new_consumer_for_old()
 
-    def _replace_stuck_consumer(self) -> None:
-        """The consumer has been out of its group for rejoin_limit_s (kafka.GroupMembership: librdkafka can fail
-        to rejoin after the coordinator's broker restarts). Its replacement resumes from the committed offsets,
-        as after a fatal error; while the broker stays away this repeats every rejoin_limit_s, harmlessly."""
+    def _replace_consumer(self, why: str) -> None:
+        """The consumer has been out of its group for rejoin_limit_s, or cannot read its committed offsets
+        (kafka.GroupMembership: librdkafka can fail to rejoin after the coordinator's broker restarts). Its
+        replacement resumes from the committed offsets, as after a fatal error; while the broker stays away this
+        repeats every rejoin_limit_s, harmlessly."""
         self.consumer_replacements += 1
-        log.warning("%s: consumer out of its group for %.0fs; a new one resumes from the committed offsets",
-                    STAGE, self.membership.out_for())
+        log.warning("%s: consumer %s; a new one resumes from the committed offsets", STAGE, why)
         self._new_consumer_for_old()
 
     def _new_consumer_for_old(self) -> None:
@@ -341,9 +342,7 @@ class Archiver:
         try:
             committed = self.consumer.committed(assignment, timeout=self.settings.call_timeout_s)
         except KafkaException as exc:
-            self.consumer_replacements += 1
-            log.warning("%s: committed offsets unreadable (%s); a new consumer resumes from them", STAGE, exc.args[0])
-            self._new_consumer_for_old()
+            self._replace_consumer(f"cannot read its committed offsets ({exc.args[0]})")
             return
         for tp in committed:
             tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING

@@ -28,9 +28,9 @@ def _base(bootstrap: str | None) -> dict[str, Any]:
     props = security.client_properties()
     bootstrap = bootstrap or KafkaSettings().bootstrap()
     plaintext = props.get("security.protocol", "PLAINTEXT").upper() == "PLAINTEXT"
-    return props | NO_REBOOTSTRAP | {"bootstrap.servers": bootstrap,
-                    "error_cb": functools.partial(security.raise_refusal, bootstrap=bootstrap, plaintext=plaintext,
-                                                  listener={})}
+    return props | NO_REBOOTSTRAP | {
+        "bootstrap.servers": bootstrap,
+        "error_cb": functools.partial(security.raise_refusal, bootstrap=bootstrap, plaintext=plaintext, listener={})}
 
 
 def admin(bootstrap: str | None = None) -> AdminClient:
