@@ -124,19 +124,22 @@ def bring_up(settings: StackSettings, policy_path: Path | None = None, broker_on
         out.print(f"started: {', '.join(started)}")
     cold = any(name.startswith(("flink.", "score.")) for name in started)
     if cold and warm_up_s > 0:
-        warm_up_system(broker.bootstrap, policy_path, warm_up_rate, warm_up_s)
+        jvm = any(name.startswith("flink.") for name in started)
+        warm_up_system(broker.bootstrap, policy_path, warm_up_rate, warm_up_s, jvm)
     return broker, cold and warm_up_s > 0
 
 
-def warm_up_system(bootstrap: str, policy_path: Path | None, rate: float, budget_s: float) -> None:
-    """The one warm-up (scorestream/warmup.py), with its progress on stderr and its outcome on stdout."""
+def warm_up_system(bootstrap: str, policy_path: Path | None, rate: float, budget_s: float, jvm: bool = False) -> None:
+    """The one warm-up (scorestream/warmup.py), with its progress on stderr and its outcome on stdout; jvm: a Flink
+    job's JVM was started, so it lasts at least warmup.JVM_MIN_S."""
     from rendezvous.policy import DEFAULT_PATH, Policy
     from scorestream import warmup
 
     sla_ms = Policy.load(policy_path or DEFAULT_PATH).sla_ms
     with err.status(f"warming up: the first answers from the models, then {rate:g} requests/s ...") as shown:
         done = warmup.warm_up(bootstrap, sla_ms, rate, budget_s, on_round=lambda n, within: shown.update(
-            f"warming up at {rate:g} requests/s: round {n}, {within:.2%} within the SLA ..."))
+            f"warming up at {rate:g} requests/s: round {n}, {within:.2%} within the SLA ..."),
+            min_s=warmup.JVM_MIN_S if jvm else 0.0)
     out.print(done.line())
 
 
