@@ -186,6 +186,7 @@ def test_a_consumer_that_cannot_read_its_committed_offsets_is_replaced_and_the_a
             return archive_batch(msgs)
         pid = broker.process.pid()
         os.kill(pid, signal.SIGSTOP)
+        _wait_until_stopped(pid)    # on a busy host a thread of the JVM can still answer for a while
         thaw = threading.Timer(3.0, os.kill, (pid, signal.SIGCONT))    # after the call's 2 s timeout
         thaw.start()
         try:
@@ -204,3 +205,20 @@ def test_a_consumer_that_cannot_read_its_committed_offsets_is_replaced_and_the_a
     positions = Counter((a.original.partition, a.original.offset) for a in archived)
     assert len(sent) == count and stats.archived == count
     assert {(r.partition, r.offset) for r in sent} == set(positions) and set(positions.values()) == {1}
+
+
+def _wait_until_stopped(pid: int, timeout_s: float = 5.0) -> None:
+    """Until every thread of pid is stopped: SIGSTOP stops a process's threads one by one."""
+    until = time.monotonic() + timeout_s
+    while time.monotonic() < until:
+        states = set()
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                stat = open(f"/proc/{pid}/task/{task}/stat").read()
+            except FileNotFoundError:
+                continue
+            states.add(stat[stat.rindex(")") + 2])
+        if states <= {"T", "t"}:
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"the broker ({pid}) did not stop within {timeout_s}s")
