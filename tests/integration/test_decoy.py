@@ -19,6 +19,7 @@ from scorestream import kafka
 from scorestream.contract import KafkaRecord
 from scorestream.publish import synthetic_requests
 from scorestream.ports import free_port
+from scorestream.process import _fields
 
 MALFORMED = [(b"bad-1", b"not json"), (b"bad-2", None), (None, b'{"request_id": 1}'), (b"bad-4", b"\xff\xfe")]
 
@@ -212,12 +213,11 @@ def _wait_until_stopped(pid: int, timeout_s: float = 5.0) -> None:
     until = time.monotonic() + timeout_s
     while time.monotonic() < until:
         states = set()
-        for task in os.listdir(f"/proc/{pid}/task"):
+        for tid in os.listdir(f"/proc/{pid}/task"):
             try:
-                stat = open(f"/proc/{pid}/task/{task}/stat").read()
-            except FileNotFoundError:
+                states.add(_fields(pid, tid)[0])
+            except FileNotFoundError:      # a thread that ended meanwhile
                 continue
-            states.add(stat[stat.rindex(")") + 2])
         if states <= {"T", "t"}:
             return
         time.sleep(0.001)
