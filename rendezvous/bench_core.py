@@ -1,0 +1,80 @@
+"""The rendezvous job's own Python per request, without Kafka or Flink.
+
+    python -m rendezvous.bench_core [--requests 5000] [--rounds 5]
+
+Each synthetic request goes through what the job's process function does with
+its five records (the request and the four scores of the default policy): parse,
+the bandit's choice and caps, the extractor's refusal, the state machine of
+rendezvous/core.py, the state pickled after and unpickled before each record
+(as Flink's keyed state holds it), and the answer's JSON. What is left of the
+job's CPU per request (docs/benchmarks.md, "What a request costs") is PyFlink's
+and Flink's per-record work: state and timer calls, row conversion, Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import statistics
+import time
+from pathlib import Path
+
+import orjson
+import yaml
+
+from rendezvous import core
+from rendezvous.bandit import Bandit
+from rendezvous.job import Rendezvous, parse
+from rendezvous.policy import Policy
+from scorestream.synthetic import TransactionGenerator
+
+POLICY = Path(__file__).with_name("policy.yaml")
+
+
+def records(policy: Policy, n: int) -> list[tuple[str, list[str]]]:
+    """n requests as the job reads them, each with a score of every model the policy names."""
+    models = [arm.model for arm in policy.arms] + [policy.canary]
+    out = []
+    for i, sample in enumerate(TransactionGenerator(seed=1).batch(n)):
+        request = orjson.dumps({"request_id": sample.request_id, "ts": 1_000 + i, "payload": sample.payload}).decode()
+        scores = [orjson.dumps({"request_id": sample.request_id, "model": m.split("@")[0], "version": int(m.split("@")[1]),
+                                "score": 0.3, "role": "candidate", "worker": "bench", "received_at": 1, "scored_at": 2,
+                                "extractor": policy.extractor}).decode() for m in models]
+        out.append((request, scores))
+    return out
+
+
+def one_round(policy: Policy, inputs: list[tuple[str, list[str]]]) -> float:
+    """Microseconds per request."""
+    bandit = Bandit()
+    started = time.perf_counter()
+    for i, (request, scores) in enumerate(inputs):
+        _, request_id, ts, payload = parse(request)
+        state = core.RequestState()
+        core.on_request(state, request_id, ts, bandit.choose(policy), policy, ts + 2, bandit.capped(policy),
+                        Rendezvous._refusal(policy, payload))
+        stored = pickle.dumps(state)
+        for j, value in enumerate(scores):
+            _, request_id, model, score = parse(value)
+            state = pickle.loads(stored)
+            step = core.on_score(state, request_id, model, score, policy, ts + 10 + j, bandit.capped(policy))
+            stored = pickle.dumps(state)
+            if step.result:
+                step.result.to_json()
+    return (time.perf_counter() - started) / len(inputs) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    policy = Policy.from_dict(yaml.safe_load(POLICY.read_text()))
+    inputs = records(policy, args.requests)
+    runs = [one_round(policy, inputs) for _ in range(args.rounds)]
+    print(f"job's own Python: {statistics.median(runs):.1f} µs per request of {1 + len(inputs[0][1])} records "
+          f"(median of {args.rounds} rounds of {args.requests}; range {min(runs):.1f}–{max(runs):.1f})")
+
+
+if __name__ == "__main__":
+    main()
