@@ -17,29 +17,24 @@ import argparse
 import pickle
 import statistics
 import time
-from pathlib import Path
 
-import orjson
-import yaml
-
+from models.registry import parse_ref
 from rendezvous import core
 from rendezvous.bandit import Bandit
 from rendezvous.job import Rendezvous, parse
 from rendezvous.policy import Policy
+from scorestream.contract import Request, Score
 from scorestream.synthetic import TransactionGenerator
-
-POLICY = Path(__file__).with_name("policy.yaml")
 
 
 def records(policy: Policy, n: int) -> list[tuple[str, list[str]]]:
     """n requests as the job reads them, each with a score of every model the policy names."""
-    models = [arm.model for arm in policy.arms] + [policy.canary]
+    models = [(arm.model, "candidate") for arm in policy.arms] + [(policy.canary, "canary")]
     out = []
     for i, sample in enumerate(TransactionGenerator(seed=1).batch(n)):
-        request = orjson.dumps({"request_id": sample.request_id, "ts": 1_000 + i, "payload": sample.payload}).decode()
-        scores = [orjson.dumps({"request_id": sample.request_id, "model": m.split("@")[0], "version": int(m.split("@")[1]),
-                                "score": 0.3, "role": "candidate", "worker": "bench", "received_at": 1, "scored_at": 2,
-                                "extractor": policy.extractor}).decode() for m in models]
+        request = Request(sample.request_id, 1_000 + i, sample.payload).to_json().decode()
+        scores = [Score(sample.request_id, *parse_ref(ref), role, 0.3, "bench", 1, 2, policy.extractor).to_json().decode()
+                  for ref, role in models]
         out.append((request, scores))
     return out
 
@@ -49,7 +44,7 @@ def one_round(policy: Policy, inputs: list[tuple[str, list[str]]]) -> tuple[floa
     bandit = Bandit()
     answered = 0
     started = time.perf_counter()
-    for i, (request, scores) in enumerate(inputs):
+    for request, scores in inputs:
         _, request_id, ts, payload = parse(request)
         state = core.RequestState()
         core.on_request(state, request_id, ts, bandit.choose(policy), policy, ts + 2, bandit.capped(policy),
@@ -71,7 +66,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    policy = Policy.from_dict(yaml.safe_load(POLICY.read_text()))
+    policy = Policy.load()
     inputs = records(policy, args.requests)
     runs = [one_round(policy, inputs)[0] for _ in range(args.rounds)]
     print(f"job's own Python: {statistics.median(runs):.1f} µs per request of {1 + len(inputs[0][1])} records "

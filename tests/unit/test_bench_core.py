@@ -1,13 +1,11 @@
 """rendezvous.bench_core stays in step with the job's parse and core: every request of its loop is answered once."""
 
-import yaml
-
-from rendezvous.bench_core import POLICY, one_round, records
+from rendezvous.bench_core import one_round, records
 from rendezvous.policy import Policy
 
 
 def test_every_request_answered_once():
-    policy = Policy.from_dict(yaml.safe_load(POLICY.read_text()))
+    policy = Policy.load()
     inputs = records(policy, 50)
     assert all(len(scores) == len(policy.arms) + 1 for _, scores in inputs)
     micros, answered = one_round(policy, inputs)
