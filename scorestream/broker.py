@@ -58,6 +58,10 @@ group.initial.rebalance.delay.ms=0
 # Kafka's defaults (8 I/O, 3 network) switch less (docs/benchmarks.md)
 num.io.threads=2
 num.network.threads=1
+# a lone node has no other replica to hand its partitions to: its controlled shutdown only fences it, and in
+# that moment it answers Metadata with no brokers and no leaders, which makes librdkafka forget every broker
+# it knew (its clients then never reconnect; docs/operations.md). A cluster's nodes hand over their leaders.
+controlled.shutdown.enable={controlled_shutdown}
 """
 
 SECURED_MARK = "scorestream-secured"     # in the data folder of a broker made with --secure
@@ -217,7 +221,8 @@ class Broker:
                      else PLAINTEXT_LISTENERS.format(port=port, controller_port=port + 1))
         props.write_text(listeners + BROKER_PROPERTIES.format(
             node=self.node, voters=voters, data_dir=self.dir / "data",
-            replication=min(self.nodes, 3), min_isr=2 if self.nodes >= 3 else 1))
+            replication=min(self.nodes, 3), min_isr=2 if self.nodes >= 3 else 1,
+            controlled_shutdown=str(self.nodes > 1).lower()))
         (self.dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         return props
 

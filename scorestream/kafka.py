@@ -16,10 +16,10 @@ from scorestream.settings import KafkaSettings
 
 
 # No re-bootstrap when every broker is down (librdkafka's default since 2.10): it decommissions the brokers it
-# knows, again and again through an outage, and that path has left clients stuck after the broker was back: a
-# transactional producer waiting forever on a decommissioned group coordinator (librdkafka issue #5511, open in
-# 2.16), and once `scorestream publish` delivering nothing for 80 s after a restart. The brokers come back at the
-# addresses the client knows; it reconnects to them.
+# knows, again and again through an outage, and that path has left a transactional producer waiting forever on a
+# decommissioned group coordinator (librdkafka issue #5511, open in 2.16). The brokers come back at the addresses
+# the client knows; it reconnects to them. (A Metadata answer listing no brokers would still make it forget them
+# all: why a lone broker stops without a controlled shutdown, scorestream/broker.py.)
 NO_REBOOTSTRAP = {"metadata.recovery.strategy": "none"}
 
 

@@ -27,6 +27,7 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 num.io.threads=2
 num.network.threads=1
+controlled.shutdown.enable=false
 PROPS
 cat > /var/lib/kafka/log4j2.properties <<'LOG'
 rootLogger.level = WARN
