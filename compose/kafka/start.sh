@@ -28,6 +28,8 @@ group.initial.rebalance.delay.ms=0
 num.io.threads=2
 num.network.threads=1
 controlled.shutdown.enable=false
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=750
 PROPS
 cat > /var/lib/kafka/log4j2.properties <<'LOG'
 rootLogger.level = WARN

@@ -45,10 +45,11 @@ def test_a_cluster_node_knows_every_voter_and_keeps_three_copies(tmp_path):
     text = node._write_config(node.port).read_text()
     for line in ("node.id=2", "controller.quorum.voters=1@127.0.0.1:30001,2@127.0.0.1:30003,3@127.0.0.1:30005",
                  "listeners=PLAINTEXT://127.0.0.1:30002,CONTROLLER://127.0.0.1:30003",
-                 "offsets.topic.replication.factor=3", "transaction.state.log.min.isr=2", "min.insync.replicas=2",
-                 "controlled.shutdown.enable=true"):
+                 "offsets.topic.replication.factor=3", "transaction.state.log.min.isr=2", "min.insync.replicas=2"):
         assert line in text.splitlines()
+    assert "controlled.shutdown.enable" not in text      # Kafka's default (true): it hands its leaders over
     single = Broker(StackSettings(home=tmp_path, kafka_port=30010))
     lines = single._write_config(30010).read_text().splitlines()
     # a lone node's controlled shutdown would answer Metadata with no brokers (scorestream/broker.py)
-    assert single.name == "kafka" and {"min.insync.replicas=1", "controlled.shutdown.enable=false"} <= set(lines)
+    assert single.name == "kafka" and {"min.insync.replicas=1", "controlled.shutdown.enable=false",
+                                     "broker.session.timeout.ms=3000"} <= set(lines)
