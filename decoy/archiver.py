@@ -38,8 +38,6 @@ COMMIT = Histogram("scorestream_transaction_commit_seconds", "Time to commit one
 
 
 REPORT_EVERY_S = 30.0              # a line of progress in the log, as the workers write
-MAX_CONSUMER_REBUILDS = 10          # in one run; more means something else is wrong: stop and say so
-MAX_PRODUCER_REBUILDS = 10
 HANG_MARGIN_S = 15.0                # past its own timeout, a producer call is taken for hung
 CALL_ATTEMPTS = 3                   # of a transactional call failing with a retriable error, before a new producer
 
@@ -115,10 +113,10 @@ class Archiver:
         })
         self.producer = self._new_producer()
         self.stats = ArchiverStats()
-        self.consumer_rebuilds = 0
+        self.consumer_rebuilds = kafka.Recoveries()     # too many lately: something else is wrong, stop
         self.consumer_replacements = 0      # of a consumer stuck out of its group or without its committed
                                             # offsets: not an error, not capped
-        self.producer_rebuilds = 0
+        self.producer_rebuilds = kafka.Recoveries()
         self._hung: list = []       # producers abandoned in a call that never returned: never destroyed
         self.stopping = False
         self._rebalances = 0
@@ -160,7 +158,7 @@ class Archiver:
                 if now - last_report > REPORT_EVERY_S:
                     log.info("%s: %d archived in %d transactions, %d aborted, %d consumer and %d producer rebuilds, "
                              "%d consumers replaced", STAGE, self.stats.archived, self.stats.transactions,
-                             self.stats.aborts, self.consumer_rebuilds, self.producer_rebuilds,
+                             self.stats.aborts, self.consumer_rebuilds.total, self.producer_rebuilds.total,
                              self.consumer_replacements)
                     last_report = now
         finally:
@@ -188,8 +186,7 @@ class Archiver:
         second member with our own static instance id). A new consumer starts at the committed offsets, which are
         the archive's own (they commit in its transactions): nothing lost, nothing doubled. A second decoy with our
         transactional id would fence our producer at its next commit, and that stops this one."""
-        self.consumer_rebuilds += 1
-        if self.consumer_rebuilds > MAX_CONSUMER_REBUILDS:
+        if self.consumer_rebuilds.add():
             raise exc
         log.warning("%s: consumer failed (%s); a new one resumes from the committed offsets", STAGE, exc)
         self._new_consumer_for_old()
@@ -323,8 +320,7 @@ class Archiver:
         """A new producer with our transactional.id: its init_transactions fences the hung one (a write or commit
         of it can no longer land) and aborts the open transaction; the caller re-reads from the committed
         offsets."""
-        self.producer_rebuilds += 1
-        if self.producer_rebuilds > MAX_PRODUCER_REBUILDS:
+        if self.producer_rebuilds.add():
             raise hung
         log.error("%s: %s; a new producer fences it, and the batch is read again", STAGE, hung)
         self._hung.append(self.producer)

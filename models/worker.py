@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 8          # batches produced but not yet acknowledged; more waits (bounded memory, bounded redo)
 COMMIT_EVERY_S = 0.1       # async commits at most this often; a crash redoes at most this much more
-MAX_FATAL_REPLACEMENTS = 10  # consumers replaced after a fatal error in one run; more: another member has our id
 
 
 class WorkerSettings(BaseSettings):
@@ -125,7 +124,7 @@ class Worker:
         self._bootstrap = bootstrap
         self.consumer = kafka.consumer(self.group, bootstrap, **self._consumer_config)
         self.consumer_replacements = 0
-        self.fatal_replacements = 0
+        self.fatal_recoveries = kafka.Recoveries()    # too many lately: another member has our id
         self.fatal: KafkaError | None = None           # the consumer's fatal error: it is replaced
         self.metrics = WorkerMetrics.for_model(model.name, model.version)
         self.stats = WorkerStats()
@@ -236,13 +235,13 @@ class Worker:
     def _replace_fatal_consumer(self) -> None:
         """A static member whose session expired during a broker outage rejoins as a new member with its own
         group.instance.id, and its next commit is fenced by that new self: librdkafka takes it as fatal. A new
-        consumer with the same id takes the partitions back at once. Many in one run: another worker has our id."""
+        consumer with the same id takes the partitions back at once. Many within minutes: another worker has our id."""
         error, self.fatal = self.fatal, None
-        self.fatal_replacements += 1
-        if self.fatal_replacements > MAX_FATAL_REPLACEMENTS:
+        if self.fatal_recoveries.add():
             self.failed = True
             member = self.settings.instance_id
-            raise ConsumerFailed(f"{self.stage}: the consumer failed {self.fatal_replacements} times ({error.str()})"
+            raise ConsumerFailed(f"{self.stage}: the consumer failed {self.fatal_recoveries.recent()} times in "
+                                 f"{self.fatal_recoveries.window_s:.0f}s ({error.str()})"
                                  + (f": is another worker running with --instance-id {member}?" if member else ""))
         self._replace_consumer(f"failed ({error.str()})")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -102,6 +103,30 @@ class GroupMembership:
 
     def out_for(self, now: float | None = None) -> float:
         return 0.0 if self.out_since is None else (time.monotonic() if now is None else now) - self.out_since
+
+
+class Recoveries:
+    """How often a part recovered its client from a fatal error lately: more than `limit` within `window_s` means
+    something else is wrong (another member or producer with our id fences us every few seconds), and the part
+    stops and says so. Counted per window, not per run: every broker restart can fence a static member once
+    (its session expired in the outage, its rejoin fences its old self), and a part outlives many restarts."""
+
+    def __init__(self, limit: int = 10, window_s: float = 600.0):
+        self.limit, self.window_s = limit, window_s
+        self.total = 0
+        self._recent: deque[float] = deque()
+
+    def add(self, now: float | None = None) -> bool:
+        """One more recovery; True if that makes too many within the window."""
+        now = time.monotonic() if now is None else now
+        self.total += 1
+        self._recent.append(now)
+        while self._recent[0] <= now - self.window_s:
+            self._recent.popleft()
+        return len(self._recent) > self.limit
+
+    def recent(self) -> int:
+        return len(self._recent)
 
 
 def close_within(consumer: Consumer, timeout_s: float = 10.0) -> bool:

@@ -312,7 +312,7 @@ def test_a_static_worker_fenced_by_its_own_id_replaces_its_consumer_and_scores_e
                                  "partition.assignment.strategy": "cooperative-sticky"})
             intruder.subscribe([registry.name("features")])
             until = time.monotonic() + 20
-            while worker.fatal_replacements == 0 and time.monotonic() < until:
+            while worker.fatal_recoveries.total == 0 and time.monotonic() < until:
                 intruder.poll(0.1)
             intruder.close()
             send(registry.name("features"), [f.to_record() for f in features[1000:]], rate=1000)
@@ -325,5 +325,5 @@ def test_a_static_worker_fenced_by_its_own_id_replaces_its_consumer_and_scores_e
     driver.start()
     worker.run()
     driver.join(60)
-    assert worker.fatal_replacements >= 1
+    assert worker.fatal_recoveries.total >= 1
     assert {Score.from_json(r.value).request_id for r in driven} == wanted

@@ -1,4 +1,5 @@
-"""kafka.GroupMembership: a consumer out of its group past the limit is taken for stuck, and only then."""
+"""kafka.GroupMembership: a consumer out of its group past the limit is taken for stuck, and only then.
+kafka.Recoveries: how many recoveries from a fatal error are too many."""
 
 from scorestream.kafka import GroupMembership
 
@@ -30,3 +31,15 @@ def test_a_rejoin_ends_the_count():
     assert not m.stuck(200.0)
     m.left(at=190.0)
     assert not m.stuck(200.0) and m.stuck(221.0)
+
+
+def test_recoveries_are_too_many_only_when_close_together():
+    """A static member is fenced once per broker restart: a part outliving many restarts keeps going; another
+    member with its id fences it every few seconds, and that stops it."""
+    from scorestream.kafka import Recoveries
+
+    restarts = Recoveries(limit=10, window_s=600.0)
+    assert not any(restarts.add(now=i * 60.0) for i in range(50))     # one a minute, for 50 minutes
+    assert restarts.total == 50 and restarts.recent() == 10
+    twin = Recoveries(limit=10, window_s=600.0)
+    assert [twin.add(now=i * 5.0) for i in range(11)] == [False] * 10 + [True]
