@@ -389,12 +389,30 @@ def kafka_keyed_sink(env, stream, name: str, topic: str, bootstrap: str, linger_
     """Rows (key, value) of `stream` (type keyed_row_type()) to `topic`, with that Kafka key, through the Table
     API's Kafka connector; at-least-once (flushed on every checkpoint), as kafka_sink."""
     t_env = table_environment(env)
+    _keyed_sink_table(t_env, name, topic, bootstrap, linger_ms)
+    statements = t_env.create_statement_set()
+    statements.add_insert(f"`{name}`", t_env.from_data_stream(stream))
+    statements.attach_as_datastream()
+
+
+def _keyed_sink_table(t_env, name: str, topic: str, bootstrap: str, linger_ms: int) -> None:
     _kafka_table(t_env, name, "`key` STRING, `value` STRING", {
         "connector": "kafka", "topic": topic, "properties.bootstrap.servers": bootstrap,
         "key.format": "raw", "key.fields": "key", "value.format": "raw", "value.fields-include": "EXCEPT_KEY",
         "sink.delivery-guarantee": "at-least-once", "properties.linger.ms": str(linger_ms)})
+
+
+def kafka_copy(env, name: str, topics: list[str], group: str, bootstrap: str, topic: str, where: str,
+               start: str = "committed", properties: dict | None = None) -> None:
+    """Records of `topics` that match the SQL condition `where` (on `key` and `value`) copied to `topic` with
+    their key, in Java only (a floor of a job's Kafka hop: rendezvous/floors.py)."""
+    t_env = table_environment(env)
+    options = _source_options(topics, group, bootstrap, start, properties)
+    _kafka_table(t_env, name, "`key` STRING, `value` STRING",
+                 options | {"key.format": "raw", "key.fields": "key", "value.fields-include": "EXCEPT_KEY"})
+    _keyed_sink_table(t_env, f"{name}_out", topic, bootstrap, linger_ms=1)
     statements = t_env.create_statement_set()
-    statements.add_insert(f"`{name}`", t_env.from_data_stream(stream))
+    statements.add_insert_sql(f"INSERT INTO `{name}_out` SELECT `key`, `value` FROM `{name}` WHERE {where}")
     statements.attach_as_datastream()
 
 
