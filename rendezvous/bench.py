@@ -31,14 +31,15 @@ import click
 from confluent_kafka.admin import NewTopic
 
 from rendezvous.policy import DEFAULT_PATH, Policy
-
-FLOOR_KINDS = ("java", "python", "python_state")     # rendezvous.floors.KINDS, without importing pyflink here
 from scorestream import flink, kafka
 from scorestream.client import assigned_consumer, follow
 from scorestream.process import ManagedProcess, cpu_seconds
 from scorestream.publish import publish, synthetic_requests
 from scorestream.settings import KafkaSettings, StackSettings
 from scorestream.topics import TopicRegistry
+
+FLOOR_KINDS = ("java", "python", "python_state")     # rendezvous.floors.KINDS, without importing pyflink here
+
 
 def _env(assignments: tuple[str, ...]) -> dict[str, str]:
     env = dict(os.environ)
