@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 from scorestream import kafka
 from scorestream.client import RequestNotSent, ScoringClient
@@ -82,6 +83,12 @@ def test_cli_outcomes_reports_bad_lines_and_sends_the_rest(cli_env, registry, tm
 def test_client_request_that_cannot_be_delivered_fails_its_future(broker, registry):
     admin, topic = kafka.admin(broker.bootstrap), registry.name("requests")
     admin.delete_topics([topic])[topic].result(10)
+    # the controller answers once the deletion is committed and the broker applies it a little later: a producer
+    # that gets its metadata in between delivers the request, whose future then waits for an answer (the likely
+    # cause of one 30 s timeout in a CI rehearsal on a busy broker; not reproduced in 30 deletions on a quiet one)
+    deadline = time.monotonic() + 10
+    while topic in admin.list_topics(timeout=5).topics and time.monotonic() < deadline:
+        time.sleep(0.05)
     with ScoringClient(broker.bootstrap, registry, extractor=False, send_timeout_s=1.0) as client:
         future = client.submit({"amount": 1.0}, "never-sent")
         error = future.exception(timeout=30)    # reported by the client's reader, with no further call
