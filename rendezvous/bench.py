@@ -55,12 +55,12 @@ def _serve(tag: str) -> None:
     """One side job: the rendezvous graph (or a floor, by the tag's kind) under its own group and results topic
     (run in a child process)."""
     from rendezvous import floors
-    from rendezvous.job import build        # pyflink: only in the side jobs' processes
+    from rendezvous.job import KEYED_TOPICS, build        # pyflink: only in the side jobs' processes
 
     registry = TopicRegistry.load()
     kind = _kind(tag)
     if kind in floors.KINDS:
-        keyed = [registry.name(t) for t in ("requests", "scores", "rejections", "outcomes")]
+        keyed = [registry.name(t) for t in KEYED_TOPICS]      # what the job reads
         flink.run_job(f"rendezvous-{tag}", lambda env: floors.build(env, kind, keyed, f"scorestream.rendezvous.{tag}",
                                                                     KafkaSettings().bootstrap(),
                                                                     _results_topic(registry, tag)))

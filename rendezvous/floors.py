@@ -1,6 +1,6 @@
 """Floors of the rendezvous job's CPU, for `python -m rendezvous.bench --floors` (docs/benchmarks.md).
 
-Each reads what the job reads (requests, scores, rejections, outcomes; keyed in Java by request id), forwards
+Each reads what the job reads (rendezvous.job.KEYED_TOPICS, keyed in Java by request id), forwards
 every request to a results topic of its own and does nothing else, so that beside the job on the same traffic
 each shows what one layer of the job costs:
 

@@ -34,6 +34,7 @@ from scorestream.topics import TopicRegistry
 log = logging.getLogger(__name__)
 POLICY_STATE = MapStateDescriptor("policy", Types.STRING(), Types.STRING())
 REWARDS = OutputTag("rewards", Types.STRING())
+KEYED_TOPICS = ("requests", "scores", "rejections", "outcomes")     # read through one keyed source (build)
 
 
 def parse(value: str | None) -> tuple | None:
@@ -304,7 +305,7 @@ def build(env, registry: TopicRegistry, bootstrap: str, policy: Policy, metrics_
     answered_before, answered_by and predecessor: see Rendezvous."""
     no_wm = WatermarkStrategy.no_watermarks()
     # one source for the four keyed topics, with each record's partition (the cut of a hot swap is per partition)
-    keyed = [registry.name(t) for t in ("requests", "scores", "rejections", "outcomes")]
+    keyed = [registry.name(t) for t in KEYED_TOPICS]
     events = flink.kafka_keyed_source(env, "rendezvous_events", keyed, group, bootstrap, start=start,
                                       properties=kafka.gathered_fetch(java=True))
     control = (env.from_source(flink.kafka_source(registry.name("control"), group + ".control", bootstrap,
